@@ -1,0 +1,120 @@
+"""Scenario parsing (`parley gate check`) and the Typer command."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import parley.faces.cli.gate as cli
+from parley.core.content import ContentHit, ContentScreening
+from parley.errors import InvalidInput
+from parley.services.gate_check import check_scenario
+
+BASE = {
+    "pack": "US",
+    "person": {"role": "borrower", "phones": ["+12125550100"], "emails": ["ann@example.com"],
+               "address": {"country": "US", "region": "NY"}, "flags": [], "opt_outs": []},
+    "debts": ["D1"],
+    "history": [{"at": "2026-03-02T10:00:00-05:00", "channel": "call", "to": "+12125550100",
+                 "debt": "D1", "result": "conversation"}],
+    "agreements": [],
+    "request": {"at": "2026-03-10T10:00:00-04:00", "channel": "call", "to": "+12125550100",
+                "debt": "D1", "purpose": "collection"},
+}
+
+
+def scenario(**changes):
+    doc = copy.deepcopy(BASE)
+    for path, value in changes.items():
+        obj = doc
+        keys = path.split("__")
+        for k in keys[:-1]:
+            obj = obj[int(k)] if isinstance(obj, list) else obj[k]
+        obj[keys[-1]] = value
+    return doc
+
+
+def test_allowed_scenario():
+    out = check_scenario(scenario(), None)
+    assert out["decision"] == "allow"
+    assert out["next_allowed_at"] == "2026-03-10T10:00:00-04:00"
+
+
+def test_denied_scenario_names_rule_and_next_time():
+    out = check_scenario(scenario(request__at="2026-03-05T10:00:00-05:00"), None)
+    assert out["decision"] == "deny"
+    assert "us.after-conversation" in [r["rule"] for r in out["reasons"] if r["effect"] == "deny"]
+    assert out["next_allowed_at"] == "2026-03-09T08:00:00-04:00"
+
+
+def test_agreement_and_flags_in_the_scenario():
+    doc = scenario(agreements=[{"debt": "D1", "status": "active", "starts_on": "2026-03-01",
+                                "ends_on": "2026-09-01"}])
+    assert check_scenario(doc, None)["decision"] == "deny"
+    doc = scenario(person__flags=["dispute"])
+    assert check_scenario(doc, None)["next_allowed_at"] is None
+
+
+def test_text_without_screener_is_denied_and_with_screener_is_judged():
+    doc = scenario(request__channel="sms", request__text="Please call us back")
+    assert check_scenario(doc, None)["decision"] == "deny"
+    assert check_scenario(doc, lambda t: ContentScreening("v1"))["decision"] == "allow"
+    out = check_scenario(doc, lambda t: ContentScreening("v1", (ContentHit("threat", "x", "x"),)),
+                         lang="zh-Hans")
+    assert out["decision"] == "deny" and any(r["message"].startswith("禁止") for r in out["reasons"])
+
+
+def test_third_party_scenario_with_borrower_block():
+    doc = scenario(person={"id": "M1", "role": "third_party", "phones": ["+12125550199"],
+                           "timezone": "America/New_York"},
+                   borrower={"id": "B1", "phones": [{"number": "+12125550100", "valid": False}]},
+                   history=[],
+                   request={"at": "2026-03-10T10:00:00-04:00", "channel": "call",
+                            "to": "+12125550199", "debt": "D1", "purpose": "location"})
+    assert check_scenario(doc, None)["decision"] == "allow"
+
+
+@pytest.mark.parametrize("changes,field", [
+    ({"request__at": "2026-03-10T10:00:00"}, "request.at"),
+    ({"request__at": "yesterday"}, "request.at"),
+    ({"request__channel": "pigeon"}, "request.channel"),
+    ({"request__purpose": "fun"}, "request.purpose"),
+    ({"request__debt": "D9"}, "request.debt"),
+    ({"request__to": "+19999999999"}, "request.to"),
+    ({"history__0__result": "maybe"}, "history[0].result"),
+    ({"history__0__at": 5}, "history[0].at"),
+    ({"person__flags": ["grumpy"]}, "person.flags[0]"),
+    ({"person__timezone": "Mars/Base"}, "person.timezone"),
+    ({"agreements": [{"debt": "D1", "status": "active", "starts_on": "soon"}]},
+     "agreements[0].starts_on"),
+    ({"pack": "ZZ"}, "pack"),
+    ({"person": "ann"}, "person"),
+])
+def test_malformed_fields_are_named(changes, field):
+    with pytest.raises(InvalidInput) as err:
+        check_scenario(scenario(**changes), None)
+    assert err.value.field == field
+
+
+def test_cli_prints_decision_json(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "_screener", lambda: None)
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(scenario()), encoding="utf-8")
+    res = CliRunner().invoke(cli.app, ["check", str(path), "--lang", "zh-Hant"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["decision"] == "allow" and set(out) >= {"reasons", "next_allowed_at", "flags"}
+
+
+def test_cli_malformed_scenario_exits_2_naming_the_field(tmp_path, monkeypatch):
+    monkeypatch.setattr(cli, "_screener", lambda: None)
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(scenario(request__at="noon")), encoding="utf-8")
+    res = CliRunner().invoke(cli.app, ["check", str(path)])
+    assert res.exit_code == 2
+    assert "request.at" in res.stderr
+    path.write_text("{not json", encoding="utf-8")
+    assert CliRunner().invoke(cli.app, ["check", str(path)]).exit_code == 2
