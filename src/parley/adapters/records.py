@@ -1,0 +1,103 @@
+"""Streaming readers for CSV and JSON Lines files: rows as dicts of strings, with row numbers.
+
+JSON numbers are kept as their literal text (never parsed to float), so "amount": 1234.56 in a
+JSON Lines file is exactly the string "1234.56" by the time it reaches `parse_minor`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from parley.errors import InvalidInput
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRow:
+    """One record from a file: `row` is 1-based among data records, `line` the file line."""
+
+    row: int
+    line: int
+    values: dict[str, Any]
+
+    def where(self, name: str) -> str:
+        return f"{name} row {self.row} (line {self.line})"
+
+
+def _keep_literal(text: str) -> str:
+    return text
+
+
+def read_records(
+    path: Path, required: tuple[str, ...], progress: Callable[[int], None] | None = None
+) -> Iterator[SourceRow]:
+    """Yield the file's records in order; bad headers or lines raise InvalidInput naming them."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        yield from _read_csv(path, required, progress)
+    elif suffix in (".jsonl", ".ndjson"):
+        yield from _read_jsonl(path, required, progress)
+    else:
+        raise InvalidInput("unsupported file type: use .csv or .jsonl", record=path.name)
+
+
+def _read_csv(
+    path: Path, required: tuple[str, ...], progress: Callable[[int], None] | None
+) -> Iterator[SourceRow]:
+    with path.open("r", encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise InvalidInput("the file is empty (no header row)", record=path.name) from None
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise InvalidInput(
+                f"missing required column(s): {', '.join(missing)}",
+                record=f"{path.name} header",
+                field=missing[0],
+            )
+        if len(set(header)) != len(header):
+            raise InvalidInput("duplicate column names in header", record=f"{path.name} header")
+        width = len(header)
+        row = 0
+        for fields in reader:
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue
+            row += 1
+            if len(fields) != width:
+                raise InvalidInput(
+                    f"expected {width} fields, found {len(fields)}",
+                    record=f"{path.name} row {row} (line {reader.line_num})",
+                )
+            if progress is not None and row % 1000 == 0:
+                progress(fh.buffer.tell())
+            yield SourceRow(row, reader.line_num, dict(zip(header, fields, strict=True)))
+
+
+def _read_jsonl(
+    path: Path, required: tuple[str, ...], progress: Callable[[int], None] | None
+) -> Iterator[SourceRow]:
+    with path.open("r", encoding="utf-8-sig") as fh:
+        row = 0
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            row += 1
+            where = f"{path.name} row {row} (line {line_no})"
+            try:
+                obj = json.loads(line, parse_float=_keep_literal, parse_int=_keep_literal)
+            except json.JSONDecodeError as exc:
+                raise InvalidInput(f"not valid JSON: {exc.msg}", record=where) from None
+            if not isinstance(obj, dict):
+                raise InvalidInput("each line must be a JSON object", record=where)
+            missing = [c for c in required if c not in obj]
+            if missing:
+                raise InvalidInput("missing required field", record=where, field=missing[0])
+            if progress is not None and row % 1000 == 0:
+                progress(fh.buffer.tell())
+            yield SourceRow(row, line_no, obj)

@@ -1,0 +1,156 @@
+"""Days past due for every loan at once, delinquency pauses, and the daily bucket snapshot.
+
+The query is set-based and follows `parley.core.delinquency` exactly: the oldest instalment
+unpaid at the end of `as_of`, minus paused days, zero within grace. One statement per dialect
+because date arithmetic differs; `tests/integration/test_delinquency.py` checks both against
+the pure definition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, text
+
+from parley.core.delinquency import BucketScheme
+from parley.errors import Conflict, InvalidInput, NotFound
+from parley.services.context import Context
+from parley.store.db import lock_borrower
+from parley.store.models.loanbook import DelinquencyPause, Loan
+
+_OLDEST = """
+oldest AS (
+  SELECT loan_id, MIN(due_on) AS due_on FROM installment
+  WHERE due_on < :as_of AND (paid_off_on IS NULL OR paid_off_on > :as_of)
+  GROUP BY loan_id
+)"""
+
+_SQLITE = "WITH" + _OLDEST + """,
+paused AS (
+  SELECT o.loan_id,
+         SUM(MAX(0, julianday(MIN(date(:as_of, '+1 day'), p.end_on)) - julianday(MAX(date(o.due_on, '+1 day'), p.start_on)))) AS days
+  FROM oldest o JOIN delinquency_pause p ON p.loan_id = o.loan_id
+  GROUP BY o.loan_id
+),
+raw AS (
+  SELECT o.loan_id, CAST(julianday(:as_of) - julianday(o.due_on) AS INTEGER) - CAST(COALESCE(pz.days, 0) AS INTEGER) AS days
+  FROM oldest o LEFT JOIN paused pz ON pz.loan_id = o.loan_id
+)
+SELECT l.id AS loan_id, l.borrower_id AS borrower_id,
+       CASE WHEN r.days > :grace THEN r.days ELSE 0 END AS days_past_due
+FROM loan l LEFT JOIN raw r ON r.loan_id = l.id"""
+
+_POSTGRES = "WITH" + _OLDEST.replace(":as_of", "CAST(:as_of AS DATE)") + """,
+paused AS (
+  SELECT o.loan_id,
+         SUM(GREATEST(0, LEAST(CAST(:as_of AS DATE) + 1, p.end_on) - GREATEST(o.due_on + 1, p.start_on))) AS days
+  FROM oldest o JOIN delinquency_pause p ON p.loan_id = o.loan_id
+  GROUP BY o.loan_id
+),
+raw AS (
+  SELECT o.loan_id, (CAST(:as_of AS DATE) - o.due_on) - CAST(COALESCE(pz.days, 0) AS INTEGER) AS days
+  FROM oldest o LEFT JOIN paused pz ON pz.loan_id = o.loan_id
+)
+SELECT l.id AS loan_id, l.borrower_id AS borrower_id,
+       CASE WHEN r.days > :grace THEN r.days ELSE 0 END AS days_past_due
+FROM loan l LEFT JOIN raw r ON r.loan_id = l.id"""
+
+
+def bucket_case(scheme: BucketScheme, column: str = "days_past_due") -> str:
+    """The bucket scheme as a SQL CASE over a days-past-due column (names are validated)."""
+    parts = []
+    for b in scheme.buckets:
+        name = b.name.replace("'", "''")
+        if b.max_days is None:
+            parts.append(f"ELSE '{name}'")
+        else:
+            parts.append(f"WHEN {column} <= {int(b.max_days)} THEN '{name}'")
+    return "CASE " + " ".join(parts) + " END"
+
+
+def dpd_sql(conn: Connection, scheme: BucketScheme) -> str:
+    """SELECT loan_id, borrower_id, days_past_due, bucket for every loan, as of :as_of."""
+    base = _POSTGRES if conn.dialect.name == "postgresql" else _SQLITE
+    return f"SELECT d.loan_id, d.borrower_id, d.days_past_due, {bucket_case(scheme, 'd.days_past_due')} AS bucket FROM ({base}) d"
+
+
+def days_past_due_all(ctx: Context, conn: Connection, as_of: date) -> list[Any]:
+    """Rows (loan_id, borrower_id, days_past_due, bucket) for all loans."""
+    return conn.execute(text(dpd_sql(conn, ctx.buckets)), {"as_of": as_of, "grace": ctx.settings.grace_days}).all()
+
+
+def borrower_days_past_due(ctx: Context, conn: Connection, as_of: date) -> list[Any]:
+    """Per borrower: the worst loan's days past due and its bucket."""
+    sql = (f"SELECT b.borrower_id, b.days_past_due, {bucket_case(ctx.buckets, 'b.days_past_due')} AS bucket FROM ("
+           f"SELECT d.borrower_id, MAX(d.days_past_due) AS days_past_due FROM ({dpd_sql(conn, ctx.buckets)}) d "
+           f"GROUP BY d.borrower_id) b")
+    return conn.execute(text(sql), {"as_of": as_of, "grace": ctx.settings.grace_days}).all()
+
+
+@dataclass(frozen=True)
+class SnapshotReport:
+    as_of: date
+    loans: int
+    changes: int
+    by_bucket: dict[str, int]
+
+
+def snapshot(ctx: Context, as_of: date) -> SnapshotReport:
+    """Record today's days past due and bucket per loan; append a bucket_change row for each
+    loan whose bucket moved. Idempotent for a date; a date older than a loan's last snapshot
+    does not overwrite it."""
+    with ctx.db.transaction() as conn:
+        conn.execute(text("DROP TABLE IF EXISTS tmp_dpd"))
+        conn.execute(text("CREATE TEMPORARY TABLE tmp_dpd (loan_id VARCHAR(64) PRIMARY KEY, borrower_id VARCHAR(64), "
+                          "days_past_due INTEGER, bucket VARCHAR(8))"))
+        conn.execute(text(f"INSERT INTO tmp_dpd {dpd_sql(conn, ctx.buckets)}"), {"as_of": as_of, "grace": ctx.settings.grace_days})
+        params = {"as_of": as_of}
+        first = ctx.buckets.buckets[0].name
+        changes = conn.execute(text(
+            "INSERT INTO bucket_change (loan_id, borrower_id, changed_on, from_bucket, to_bucket, days_past_due) "
+            "SELECT t.loan_id, t.borrower_id, :as_of, ld.bucket, t.bucket, t.days_past_due FROM tmp_dpd t "
+            "LEFT JOIN loan_delinquency ld ON ld.loan_id = t.loan_id "
+            "WHERE (ld.loan_id IS NULL AND t.bucket <> :first) OR (ld.as_of < :as_of AND ld.bucket <> t.bucket)"),
+            {**params, "first": first}).rowcount
+        conn.execute(text(
+            "INSERT INTO loan_delinquency (loan_id, borrower_id, as_of, days_past_due, bucket, bucket_since) "
+            "SELECT loan_id, borrower_id, :as_of, days_past_due, bucket, :as_of FROM tmp_dpd WHERE true "
+            "ON CONFLICT (loan_id) DO UPDATE SET "
+            "bucket_since = CASE WHEN loan_delinquency.bucket = excluded.bucket THEN loan_delinquency.bucket_since ELSE excluded.as_of END, "
+            "as_of = excluded.as_of, days_past_due = excluded.days_past_due, bucket = excluded.bucket "
+            "WHERE loan_delinquency.as_of <= excluded.as_of"), params)
+        counts = dict(conn.execute(text("SELECT bucket, COUNT(*) FROM tmp_dpd GROUP BY bucket")).all())
+        total = sum(counts.values())
+        conn.execute(text("DROP TABLE tmp_dpd"))
+    return SnapshotReport(as_of, total, max(changes, 0), counts)
+
+
+def add_pause(ctx: Context, loan_id: str, start_on: date, end_on: date, *, reason: str = "", by: str = "system",
+              agreement_id: str | None = None, conn: Connection | None = None) -> int:
+    """Pause delinquency for [start_on, end_on). At least one day, never overlapping another
+    pause on the loan, never before disbursement; backdating is allowed (staff often learn of
+    an arrangement a day or two late)."""
+    if end_on <= start_on:
+        raise InvalidInput("a pause lasts at least one day: end_on must be after start_on", field="end_on")
+
+    def work(c: Connection) -> int:
+        loan = c.execute(select(Loan.borrower_id, Loan.disbursed_on).where(Loan.id == loan_id)).first()
+        if loan is None:
+            raise NotFound(f"unknown loan {loan_id!r}")
+        lock_borrower(c, loan.borrower_id)
+        if start_on < loan.disbursed_on:
+            raise InvalidInput(f"a pause cannot start before disbursement ({loan.disbursed_on})", field="start_on")
+        clash = c.execute(select(DelinquencyPause.start_on, DelinquencyPause.end_on).where(
+            DelinquencyPause.loan_id == loan_id, DelinquencyPause.start_on < end_on, DelinquencyPause.end_on > start_on)).first()
+        if clash is not None:
+            raise Conflict(f"overlaps the pause {clash.start_on}–{clash.end_on} on loan {loan_id}")
+        return int(c.execute(insert(DelinquencyPause).returning(DelinquencyPause.id), {
+            "loan_id": loan_id, "borrower_id": loan.borrower_id, "start_on": start_on, "end_on": end_on,
+            "reason": reason, "agreement_id": agreement_id, "created_at": ctx.clock.now(), "created_by": by}).scalar_one())
+
+    if conn is not None:
+        return work(conn)
+    with ctx.db.transaction() as c:
+        return work(c)

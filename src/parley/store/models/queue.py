@@ -1,0 +1,52 @@
+"""The contact queue written by the daily run and drained by the worker (and collectors)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from parley.store.models.base import Base
+from parley.store.types import UTCDateTime
+
+ID = String(64)
+
+
+class ContactQueueItem(Base):
+    """One planned contact. status: pending → leased → sent | denied (rescheduled → pending
+    with a later not_before) | dropped | cancelled (agreement or hold) | done (call logged).
+    idempotency_key = business_date|loan|action, so re-running a day adds nothing."""
+
+    __tablename__ = "contact_queue"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key"),
+        Index("ix_contact_queue_due", "status", "not_before"),
+        Index("ix_contact_queue_borrower", "borrower_id", "status"),
+        Index("ix_contact_queue_collector", "collector_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    business_date: Mapped[date] = mapped_column(Date)
+    borrower_id: Mapped[str] = mapped_column(ForeignKey("borrower.id"))
+    loan_id: Mapped[str | None] = mapped_column(ID)
+    strategy_id: Mapped[str] = mapped_column(String(64), default="")
+    arm: Mapped[str] = mapped_column(String(64), default="")
+    state: Mapped[str] = mapped_column(String(64), default="")
+    action_kind: Mapped[str] = mapped_column(String(24))  # sms, email, call, interview, field_visit, legal_referral, agency_placement
+    channel: Mapped[str] = mapped_column(String(16))
+    purpose: Mapped[str] = mapped_column(String(24), default="collection")
+    template_id: Mapped[str | None] = mapped_column(ID)
+    priority: Mapped[int] = mapped_column(Integer, default=100)
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    collector_id: Mapped[str | None] = mapped_column(ID)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    worker_id: Mapped[str | None] = mapped_column(String(64))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    last_reason: Mapped[str] = mapped_column(Text, default="")
+    decision_id: Mapped[int | None] = mapped_column(Integer)
+    attempt_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,152 @@
+"""Imports: everything or nothing, every bad row named, re-imports change nothing."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+from sqlalchemy import func, select
+
+from parley.errors import InvalidInput
+from parley.services.imports import import_file
+from parley.store.models.loanbook import Borrower, BorrowerPhone, Installment, Loan, Payment, ThirdParty
+from tests.integration.loanbook_data import BORROWERS, LOANS, load_book, write_csv, write_jsonl
+
+
+def counts(ctx):
+    with ctx.db.read() as conn:
+        return {m.__tablename__: conn.execute(select(func.count()).select_from(m)).scalar_one()
+                for m in (Borrower, BorrowerPhone, ThirdParty, Loan, Installment, Payment)}
+
+
+def test_a_clean_book_imports_with_generated_schedules(ctx, tmp_path):
+    load_book(ctx, tmp_path)
+    c = counts(ctx)
+    assert c["borrower"] == 2 and c["loan"] == 2 and c["installment"] == 9 and c["third_party"] == 1
+    with ctx.db.read() as conn:
+        l1 = conn.execute(select(Installment.principal_due, Installment.interest_due).where(Installment.loan_id == "L1")
+                          .order_by(Installment.number)).all()
+        phone = conn.execute(select(BorrowerPhone).where(BorrowerPhone.borrower_id == "B1")).mappings().one()
+    assert [tuple(r) for r in l1] == [(40000, 1200), (40000, 800), (40000, 400)]
+    assert phone["masked"] == "+86138****8000" and phone["timezones"] == "Asia/Shanghai"
+    assert ctx.keyring.decrypt(phone["e164_enc"], "phone.e164") == "+8613800138000"
+    assert b"13800138000" not in phone["e164_enc"]
+
+
+def test_reimporting_the_same_files_changes_nothing(ctx, tmp_path):
+    load_book(ctx, tmp_path)
+    before = counts(ctx)
+    report = import_file(ctx, "loans", write_csv(tmp_path / "again.csv", LOANS))
+    assert report.inserted == 0 and report.unchanged == 2
+    assert counts(ctx) == before
+
+
+def test_json_lines_numbers_are_read_as_exact_decimals(ctx, tmp_path):
+    import_file(ctx, "borrowers", write_csv(tmp_path / "b.csv", BORROWERS))
+    rows = [dict(LOANS[0], principal=1200.10, term=3)]
+    import_file(ctx, "loans", write_jsonl(tmp_path / "loans.jsonl", rows))
+    with ctx.db.read() as conn:
+        assert conn.execute(select(Loan.principal)).scalar_one() == 120010
+
+
+BAD_LOANS = [
+    ({"principal": "abc"}, "principal"),
+    ({"principal": "-5.00"}, "principal"),
+    ({"principal": "1.234"}, "principal"),
+    ({"currency": "XXX"}, "currency"),
+    ({"disbursed_on": "2026-13-01"}, "disbursed_on"),
+    ({"first_due_on": "2025-12-01"}, "first_due_on"),
+    ({"method": "balloon"}, "method"),
+    ({"term": "0"}, "term"),
+    ({"annual_rate": "x"}, "annual_rate"),
+    ({"borrower_id": "NOPE"}, "borrower_id"),
+]
+
+
+@pytest.mark.parametrize(("change", "field"), BAD_LOANS)
+def test_one_bad_loan_row_writes_nothing_and_names_row_and_field(ctx, tmp_path, change, field):
+    import_file(ctx, "borrowers", write_csv(tmp_path / "b.csv", BORROWERS))
+    rows = [LOANS[0], dict(LOANS[1], **change)]
+    before = counts(ctx)
+    with pytest.raises(InvalidInput) as err:
+        import_file(ctx, "loans", write_csv(tmp_path / "loans.csv", rows))
+    assert err.value.field == field
+    assert "loans.csv row 2" in err.value.record
+    assert counts(ctx) == before  # the good first row was not written either
+
+
+def test_a_missing_column_is_named(ctx, tmp_path):
+    rows = [{k: v for k, v in LOANS[0].items() if k != "annual_rate"}]
+    with pytest.raises(InvalidInput) as err:
+        import_file(ctx, "loans", write_csv(tmp_path / "loans.csv", rows))
+    assert err.value.field == "annual_rate" and "header" in err.value.record
+
+
+@pytest.mark.parametrize("phone", ["+86123", "13800138000", "+1 212 555", "call me"])
+def test_an_invalid_phone_number_is_refused(ctx, tmp_path, phone):
+    rows = [BORROWERS[1], dict(BORROWERS[0], phone=phone)]
+    with pytest.raises(InvalidInput) as err:
+        import_file(ctx, "borrowers", write_csv(tmp_path / "borrowers.csv", rows))
+    assert err.value.field == "phone" and "row 2" in err.value.record
+    assert counts(ctx)["borrower"] == 0
+
+
+def test_a_duplicate_id_with_different_content_is_refused(ctx, tmp_path):
+    load_book(ctx, tmp_path)
+    changed = [dict(LOANS[0], principal="999.00")]
+    with pytest.raises(InvalidInput, match="already exists with different content"):
+        import_file(ctx, "loans", write_csv(tmp_path / "changed.csv", changed))
+    dup_in_file = [LOANS[0], dict(LOANS[0], term="6")]
+    with pytest.raises(InvalidInput) as err:
+        import_file(ctx, "loans", write_csv(tmp_path / "dup.csv", [dict(r, loan_id="L9") for r in dup_in_file]))
+    assert "row 2" in err.value.record
+
+
+def test_a_payment_for_an_unknown_loan_is_refused(ctx, tmp_path):
+    load_book(ctx, tmp_path)
+    rows = [{"payment_id": "P1", "loan_id": "L1", "paid_at": "2026-02-01T10:00:00+08:00", "amount": "10.00"},
+            {"payment_id": "P2", "loan_id": "L404", "paid_at": "2026-02-01T10:00:00+08:00", "amount": "10.00"}]
+    with pytest.raises(InvalidInput) as err:
+        import_file(ctx, "payments", write_csv(tmp_path / "payments.csv", rows))
+    assert err.value.field == "loan_id" and "row 2" in err.value.record
+    assert counts(ctx)["payment"] == 0
+
+
+def test_payment_times_need_an_offset(ctx, tmp_path):
+    load_book(ctx, tmp_path)
+    rows = [{"payment_id": "P1", "loan_id": "L1", "paid_at": "2026-02-01T10:00:00", "amount": "10.00"}]
+    with pytest.raises(InvalidInput) as err:
+        import_file(ctx, "payments", write_csv(tmp_path / "payments.csv", rows))
+    assert err.value.field == "paid_at"
+
+
+def test_several_bad_rows_are_reported_together(ctx, tmp_path):
+    import_file(ctx, "borrowers", write_csv(tmp_path / "b.csv", BORROWERS))
+    rows = [dict(LOANS[0], principal="x"), LOANS[1], dict(LOANS[1], loan_id="L3", term="abc")]
+    with pytest.raises(InvalidInput) as err:
+        import_file(ctx, "loans", write_csv(tmp_path / "loans.csv", rows))
+    text = str(err.value)
+    assert "row 1" in text and "row 3" in text and "principal" in text and "term" in text
+
+
+def test_a_lenders_own_schedule_imports_as_is(ctx, tmp_path):
+    import_file(ctx, "borrowers", write_csv(tmp_path / "b.csv", BORROWERS))
+    import_file(ctx, "loans", write_csv(tmp_path / "l.csv", [dict(LOANS[0], schedule="imported")]))
+    rows = [{"loan_id": "L1", "number": str(n), "due_on": f"2026-0{n + 1}-05", "principal_due": "400.00", "interest_due": "7.77"}
+            for n in (1, 2, 3)]
+    import_file(ctx, "installments", write_csv(tmp_path / "i.csv", rows))
+    import_file(ctx, "installments", write_csv(tmp_path / "i2.csv", rows))  # idempotent
+    with ctx.db.read() as conn:
+        got = conn.execute(select(Installment.due_on, Installment.interest_due).where(Installment.loan_id == "L1")
+                           .order_by(Installment.number)).all()
+    assert [tuple(r) for r in got] == [(date(2026, 2, 5), 777), (date(2026, 3, 5), 777), (date(2026, 4, 5), 777)]
+    with pytest.raises(InvalidInput, match="generated schedule"):
+        import_file(ctx, "loans", write_csv(tmp_path / "l2.csv", [dict(LOANS[1], loan_id="L7")]))
+        import_file(ctx, "installments", write_csv(tmp_path / "i3.csv", [dict(rows[0], loan_id="L7")]))
+
+
+def test_unsupported_file_types_are_refused(ctx, tmp_path):
+    path = tmp_path / "loans.xlsx"
+    path.write_text("nope")
+    with pytest.raises(InvalidInput, match="unsupported"):
+        import_file(ctx, "loans", path)
