@@ -150,3 +150,38 @@ def test_unsupported_file_types_are_refused(ctx, tmp_path):
     path.write_text("nope")
     with pytest.raises(InvalidInput, match="unsupported"):
         import_file(ctx, "loans", path)
+
+
+def test_the_parallel_parsing_path_gives_the_same_book_and_the_same_errors(ctx, tmp_path, monkeypatch):
+    import parley.services.imports as imports
+
+    monkeypatch.setattr(imports, "PARALLEL_ABOVE_BYTES", 0)
+    monkeypatch.setattr(imports, "CHUNK", 1)  # every row its own chunk, several in flight
+    import_file(ctx, "borrowers", write_csv(tmp_path / "b.csv", BORROWERS))
+    report = import_file(ctx, "loans", write_csv(tmp_path / "l.csv", LOANS))
+    assert report.inserted == 2 and report.installments == 9
+    with pytest.raises(InvalidInput) as err:
+        import_file(ctx, "loans", write_csv(tmp_path / "bad.csv", [dict(LOANS[0], loan_id="L5"), dict(LOANS[1], loan_id="L6", term="x")]))
+    assert err.value.field == "term" and "row 2" in err.value.record
+    assert counts(ctx)["loan"] == 2
+
+
+def test_the_fast_loan_parser_accepts_exactly_what_the_careful_one_accepts():
+    from parley.adapters.records import SourceRow
+    from parley.services.imports import _fast_loan, _parse_loan_slowly
+
+    variants = [{}, {"term": "07"}, {"term": "601"}, {"principal": "0.00"}, {"annual_rate": "1000.01"}, {"day_count": ""},
+                {"day_count": "actual/365"}, {"method": " equal-principal "}, {"currency": "cny"}, {"schedule": "imported"},
+                {"first_due_on": "2026-01-01"}, {"loan_id": "bad id"}, {"product": "x" * 51}, {"agency_id": "A1"}]
+    for change in variants:
+        values = dict(LOANS[0], **change)
+        fast = _fast_loan(values, "")
+        try:
+            slow = _parse_loan_slowly(SourceRow(1, 2, values), "t.csv")
+        except InvalidInput:
+            slow = None
+        if slow is None:
+            assert fast is None, change
+        elif fast is not None:
+            slow.where = ""
+            assert fast.__dict__ == slow.__dict__, change
