@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal, localcontext  # noqa: F401 (ROUND_FLOOR: annuity_payment callers)
 from enum import StrEnum
 from fractions import Fraction
 from functools import lru_cache
@@ -158,13 +158,19 @@ def _annuity_rows(principal: int, payment: int, rates: list[tuple[int, int]], *,
 
 
 def _annuity(terms: LoanTerms, rates: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Half-up payment if it lasts the whole term, else the rounded-down payment (clamped)."""
-    for rounding in (ROUND_HALF_UP, ROUND_FLOOR):
-        pay = annuity_payment(terms.principal, terms.annual_rate, terms.term, rounding)
-        rows = _annuity_rows(terms.principal, pay, rates, strict=rounding == ROUND_HALF_UP)
+    """The half-up level payment, lowered a minor unit at a time while it would retire the
+    loan before the last period (tiny principals over long terms). Every instalment but the
+    last then pays the same amount, and the last is positive."""
+    pay = annuity_payment(terms.principal, terms.annual_rate, terms.term, ROUND_HALF_UP)
+    while pay > 0:
+        rows = _annuity_rows(terms.principal, pay, rates, strict=True)
         if rows is not None:
             return rows
-    raise RuntimeError("unreachable: the non-strict pass always returns rows")
+        pay -= 1
+    rows = _annuity_rows(terms.principal, 0, rates, strict=True)
+    if rows is None:  # a zero payment never retires the loan early
+        raise RuntimeError("unreachable")
+    return rows
 
 
 def _equal_principal_rows(principal: int, rates: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -33,6 +33,7 @@ def test_principal_sums_to_the_loan_and_balance_ends_at_zero(terms):
     assert schedule[-1].balance == 0
     assert all(s.principal >= 0 and s.interest >= 0 for s in schedule)
     assert [s.number for s in schedule] == list(range(1, terms.term + 1))
+    assert schedule[-1].payment > 0  # never an empty final instalment
 
 
 @settings(max_examples=200, deadline=None)
