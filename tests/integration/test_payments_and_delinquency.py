@@ -182,3 +182,14 @@ def test_the_paid_caches_equal_the_ledger(ctx, tmp_path):
                             "paid_penalty": r.paid_penalty}
                  for r in conn.execute(select(Installment).where(Installment.loan_id == "L1"))}
     assert {n: cache[n] for n in expected} == expected
+
+
+def test_resuming_ends_a_pause_early_so_days_count_again(ctx, tmp_path):
+    from parley.services.delinquency import resume
+
+    load_book(ctx, tmp_path)
+    add_pause(ctx, "L1", date(2026, 2, 5), date(2026, 3, 5))
+    resume(ctx, "L1", date(2026, 2, 15))
+    assert dpd(ctx, date(2026, 2, 20))["L1"] == (19 - 10, "M1")
+    with pytest.raises(Conflict):
+        resume(ctx, "L1", date(2026, 2, 25))  # nothing covers that day any more

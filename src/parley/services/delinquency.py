@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, insert, select, text, update
 
 from parley.core.delinquency import BucketScheme
 from parley.errors import Conflict, InvalidInput, NotFound
@@ -20,23 +20,30 @@ from parley.services.context import Context
 from parley.store.db import lock_borrower
 from parley.store.models.loanbook import DelinquencyPause, Loan
 
+# The oldest instalment unpaid at the end of :as_of. For a loan whose last instalment became
+# paid on or before :as_of the loan row's cache answers it; only loans with a later payment
+# (historical as-of dates) look at their instalments.
 _OLDEST = """
 oldest AS (
-  SELECT loan_id, MIN(due_on) AS due_on FROM installment
-  WHERE due_on < :as_of AND (paid_off_on IS NULL OR paid_off_on > :as_of)
-  GROUP BY loan_id
-)"""
+  SELECT l.id AS loan_id, l.borrower_id AS borrower_id,
+         CASE WHEN l.last_paid_off_on IS NULL OR l.last_paid_off_on <= :as_of THEN l.oldest_unpaid_due_on
+              ELSE (SELECT MIN(i.due_on) FROM installment i
+                    WHERE i.loan_id = l.id AND (i.paid_off_on IS NULL OR i.paid_off_on > :as_of))
+         END AS due_on
+  FROM loan l
+),
+late AS (SELECT loan_id, borrower_id, due_on FROM oldest WHERE due_on < :as_of)"""
 
 _SQLITE = "WITH" + _OLDEST + """,
 paused AS (
   SELECT o.loan_id,
          SUM(MAX(0, julianday(MIN(date(:as_of, '+1 day'), p.end_on)) - julianday(MAX(date(o.due_on, '+1 day'), p.start_on)))) AS days
-  FROM oldest o JOIN delinquency_pause p ON p.loan_id = o.loan_id
+  FROM late o JOIN delinquency_pause p ON p.loan_id = o.loan_id
   GROUP BY o.loan_id
 ),
 raw AS (
   SELECT o.loan_id, CAST(julianday(:as_of) - julianday(o.due_on) AS INTEGER) - CAST(COALESCE(pz.days, 0) AS INTEGER) AS days
-  FROM oldest o LEFT JOIN paused pz ON pz.loan_id = o.loan_id
+  FROM late o LEFT JOIN paused pz ON pz.loan_id = o.loan_id
 )
 SELECT l.id AS loan_id, l.borrower_id AS borrower_id,
        CASE WHEN r.days > :grace THEN r.days ELSE 0 END AS days_past_due
@@ -46,12 +53,12 @@ _POSTGRES = "WITH" + _OLDEST.replace(":as_of", "CAST(:as_of AS DATE)") + """,
 paused AS (
   SELECT o.loan_id,
          SUM(GREATEST(0, LEAST(CAST(:as_of AS DATE) + 1, p.end_on) - GREATEST(o.due_on + 1, p.start_on))) AS days
-  FROM oldest o JOIN delinquency_pause p ON p.loan_id = o.loan_id
+  FROM late o JOIN delinquency_pause p ON p.loan_id = o.loan_id
   GROUP BY o.loan_id
 ),
 raw AS (
   SELECT o.loan_id, (CAST(:as_of AS DATE) - o.due_on) - CAST(COALESCE(pz.days, 0) AS INTEGER) AS days
-  FROM oldest o LEFT JOIN paused pz ON pz.loan_id = o.loan_id
+  FROM late o LEFT JOIN paused pz ON pz.loan_id = o.loan_id
 )
 SELECT l.id AS loan_id, l.borrower_id AS borrower_id,
        CASE WHEN r.days > :grace THEN r.days ELSE 0 END AS days_past_due
@@ -149,6 +156,30 @@ def add_pause(ctx: Context, loan_id: str, start_on: date, end_on: date, *, reaso
         return int(c.execute(insert(DelinquencyPause).returning(DelinquencyPause.id), {
             "loan_id": loan_id, "borrower_id": loan.borrower_id, "start_on": start_on, "end_on": end_on,
             "reason": reason, "agreement_id": agreement_id, "created_at": ctx.clock.now(), "created_by": by}).scalar_one())
+
+    if conn is not None:
+        return work(conn)
+    with ctx.db.transaction() as c:
+        return work(c)
+
+
+def resume(ctx: Context, loan_id: str, on: date, *, conn: Connection | None = None) -> int:
+    """End the pause covering `on` early (Fineract's RESUME): its end becomes `on`, so days
+    from `on` count again. Returns the pause id; Conflict if no pause covers that day."""
+
+    def work(c: Connection) -> int:
+        loan = c.execute(select(Loan.borrower_id).where(Loan.id == loan_id)).first()
+        if loan is None:
+            raise NotFound(f"unknown loan {loan_id!r}")
+        lock_borrower(c, loan.borrower_id)
+        pause = c.execute(select(DelinquencyPause.id, DelinquencyPause.start_on).where(
+            DelinquencyPause.loan_id == loan_id, DelinquencyPause.start_on <= on, DelinquencyPause.end_on > on)).first()
+        if pause is None:
+            raise Conflict(f"no pause on loan {loan_id} covers {on}")
+        if pause.start_on == on:  # a pause of zero days is no pause: remove the interval entirely
+            raise Conflict(f"the pause on loan {loan_id} starts on {on}; it cannot end the same day")
+        c.execute(update(DelinquencyPause).where(DelinquencyPause.id == pause.id).values(end_on=on))
+        return int(pause.id)
 
     if conn is not None:
         return work(conn)

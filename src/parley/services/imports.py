@@ -31,7 +31,7 @@ from parley.core.money import MoneyError, parse_minor, parse_rate
 from parley.core.schedule import LoanTerms, RepaymentMethod, schedule_rows
 from parley.errors import InvalidInput, InvalidInputs
 from parley.services.context import Context
-from parley.services.payments import PaymentRecord, post_payments
+from parley.services.payments import PaymentRecord, post_payments, refresh_loan_cache
 from parley.store.db import bulk_insert, db_datetime
 from parley.store.models.loanbook import Borrower, Installment, Loan, Payment
 
@@ -653,6 +653,7 @@ def _write_loans(conn: Connection, recs: list[_LoanRec], now: datetime) -> int:
             "status",
             "content_hash",
             "created_at",
+            "oldest_unpaid_due_on",
         ),
         (
             (
@@ -664,14 +665,16 @@ def _write_loans(conn: Connection, recs: list[_LoanRec], now: datetime) -> int:
                 x.term,
                 x.method,
                 x.day_count,
-                x.disbursed_on,
-                x.first_due_on,
+                x.disbursed_on.isoformat(),
+                x.first_due_on.isoformat(),
                 x.product,
                 x.agency_id,
                 x.schedule_source,
                 "active",
                 x.hash,
                 ts,
+                # a generated schedule's first instalment falls due on first_due_on
+                x.first_due_on.isoformat() if x.schedule else None,
             )
             for x in recs
         ),
@@ -994,6 +997,7 @@ def _import_installments(
         )
     if not errors and fresh:
         bulk_insert(conn, "installment", _INSTALLMENT_COLUMNS, fresh)
+        refresh_loan_cache(conn, sorted({row[0] for row in fresh}))
         report.inserted += len(fresh)
         report.installments += len(fresh)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, text, update
 
 from parley.core.money import format_minor
 from parley.core.waterfall import Allocation, Component, Outstanding, allocate
@@ -181,11 +181,28 @@ def post_payments(
     return posted
 
 
+def refresh_loan_cache(conn: Connection, loan_ids: Sequence[str]) -> None:
+    """Recompute loan.oldest_unpaid_due_on / last_paid_off_on from the instalments. Whoever
+    changes an instalment's paid_off_on or due amounts calls this in the same transaction."""
+    if not loan_ids:
+        return
+    conn.execute(
+        text(
+            "UPDATE loan SET "
+            "oldest_unpaid_due_on = (SELECT MIN(i.due_on) FROM installment i WHERE i.loan_id = loan.id AND i.paid_off_on IS NULL), "
+            "last_paid_off_on = (SELECT MAX(i.paid_off_on) FROM installment i WHERE i.loan_id = loan.id) "
+            "WHERE loan.id = :id"
+        ),
+        [{"id": lid} for lid in sorted(set(loan_ids))],
+    )
+
+
 def _write_cache(
     conn: Connection, owed: dict[str, dict[int, dict[str, Any]]], touched: set[tuple[str, int]]
 ) -> None:
     if not touched:
         return
+    refresh = sorted({lid for lid, _ in touched})
     t = Installment.__table__
     stmt = (
         update(t)
@@ -213,6 +230,7 @@ def _write_cache(
             for lid, n in sorted(touched)
         ],
     )
+    refresh_loan_cache(conn, refresh)
 
 
 def post_payment(

@@ -129,6 +129,11 @@ class Loan(Base):
     status: Mapped[str] = mapped_column(String(12), default="active")
     content_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Caches of the instalments (see services.payments.refresh_loan_cache): the oldest due date
+    # still unpaid, and the latest date an instalment became paid. For any as-of date on or
+    # after last_paid_off_on the first alone gives days past due — one row per loan, not ten.
+    oldest_unpaid_due_on: Mapped[date | None] = mapped_column(Date)
+    last_paid_off_on: Mapped[date | None] = mapped_column(Date)
 
 
 class Installment(Base):

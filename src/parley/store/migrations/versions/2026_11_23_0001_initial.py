@@ -418,6 +418,8 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=12), nullable=False),
     sa.Column('content_hash', sa.String(length=64), nullable=False),
     sa.Column('created_at', parley.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('oldest_unpaid_due_on', sa.Date(), nullable=True),
+    sa.Column('last_paid_off_on', sa.Date(), nullable=True),
     sa.ForeignKeyConstraint(['borrower_id'], ['borrower.id'], name=op.f('fk_loan_borrower_id_borrower')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_loan'))
     )
