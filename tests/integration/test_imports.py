@@ -134,12 +134,18 @@ def test_a_lenders_own_schedule_imports_as_is(ctx, tmp_path):
     import_file(ctx, "loans", write_csv(tmp_path / "l.csv", [dict(LOANS[0], schedule="imported")]))
     rows = [{"loan_id": "L1", "number": str(n), "due_on": f"2026-0{n + 1}-05", "principal_due": "400.00", "interest_due": "7.77"}
             for n in (1, 2, 3)]
+    rows[0]["fee_due"] = "3.00"  # a scheduled fee counts as owed
+
     import_file(ctx, "installments", write_csv(tmp_path / "i.csv", rows))
     import_file(ctx, "installments", write_csv(tmp_path / "i2.csv", rows))  # idempotent
     with ctx.db.read() as conn:
         got = conn.execute(select(Installment.due_on, Installment.interest_due).where(Installment.loan_id == "L1")
                            .order_by(Installment.number)).all()
     assert [tuple(r) for r in got] == [(date(2026, 2, 5), 777), (date(2026, 3, 5), 777), (date(2026, 4, 5), 777)]
+    from parley.services.payments import loan_balance
+
+    with ctx.db.read() as conn:
+        assert loan_balance(conn, "L1", date(2026, 2, 5)).overdue_total == 40000 + 777 + 300
     with pytest.raises(InvalidInput, match="generated schedule"):
         import_file(ctx, "loans", write_csv(tmp_path / "l2.csv", [dict(LOANS[1], loan_id="L7")]))
         import_file(ctx, "installments", write_csv(tmp_path / "i3.csv", [dict(rows[0], loan_id="L7")]))

@@ -407,6 +407,8 @@ def loan_balance(
             Installment.due_on,
             Installment.principal_due,
             Installment.interest_due,
+            Installment.fee_due,
+            Installment.penalty_due,
         ).where(Installment.loan_id == loan_id)
     ).all()
     q = (
@@ -425,7 +427,8 @@ def loan_balance(
     paid: dict[tuple[int | None, str], int] = defaultdict(int)
     charged: dict[tuple[int | None, str], int] = defaultdict(int)
     credit = paid_total = 0
-    for number, component, kind, amount in conn.execute(q):
+    for number, component, kind, total in conn.execute(q):
+        amount = int(total)  # SUM over BIGINT is NUMERIC (Decimal) on PostgreSQL; keep ints
         if kind in ("payment", "reversal"):
             if component == "credit":
                 credit += amount
@@ -436,12 +439,13 @@ def loan_balance(
             charged[(number, component)] -= amount
     od = {"principal": 0, "interest": 0, "fee": 0, "penalty": 0}
     outstanding_principal = 0
-    for number, due_on, p_due, i_due in insts:
+    for number, due_on, p_due, i_due, f_due, n_due in insts:
+        # Scheduled amounts from the instalment row; waivers (agreements kept) reduce them.
         due = {
             "principal": p_due + charged[(number, "principal")],
             "interest": i_due + charged[(number, "interest")],
-            "fee": charged[(number, "fee")],
-            "penalty": charged[(number, "penalty")],
+            "fee": f_due + charged[(number, "fee")],
+            "penalty": n_due + charged[(number, "penalty")],
         }
         outstanding_principal += due["principal"] - paid[(number, "principal")]
         if due_on <= as_of:
