@@ -82,7 +82,7 @@ def parse_minor(text: str, currency: str) -> int:
         if frac[exp:].strip("0"):
             raise MoneyError(f"{text!r} has more than {exp} decimal places for {currency}")
         frac = frac[:exp]
-    value = int(whole) * 10**exp + (int(frac.ljust(exp, "0")) if exp else 0)
+    value: int = int(whole) * 10**exp + (int(frac.ljust(exp, "0")) if exp else 0)
     return -value if sign == "-" else value
 
 

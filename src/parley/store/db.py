@@ -178,6 +178,19 @@ def bulk_insert(
     return count
 
 
+def bulk_copy_text(conn: Connection, table: str, columns: Sequence[str], block: str) -> int:
+    """PostgreSQL only: COPY a block already in COPY text format (tab-separated, one row per
+    line, nothing needing escapes). Lets another process do the encoding. Returns rows written."""
+    if conn.dialect.name != "postgresql":
+        raise ValueError("bulk_copy_text is for PostgreSQL; use bulk_insert")
+    raw = conn.connection.driver_connection
+    data = block.encode()
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+        for i in range(0, len(data), 1 << 20):
+            copy.write(data[i : i + (1 << 20)])
+    return block.count("\n")
+
+
 def days_between(
     conn: Connection, start: ColumnElement[Any], end: ColumnElement[Any]
 ) -> ColumnElement[int]:
