@@ -598,6 +598,8 @@ def _extension(debt: Debt, offer: Offer, policy: Policy, months: int) -> Plan | 
         if u.amount > 0:
             moved = add_months(u.due_on, months)
             rows[moved] = rows.get(moved, 0) + u.amount
+    if not rows:
+        return Infeasible(key, "nothing_owed", f"nothing is owed on {debt.as_of}")
     # Monthly capacity: a fortnightly offer is counted as two payments a month (never more).
     capacity = offer.amount if offer.frequency is Frequency.MONTHLY else 2 * offer.amount
     biggest = max(rows.values())
