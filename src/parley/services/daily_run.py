@@ -1,0 +1,819 @@
+"""The daily run: every delinquent account, as of a business date, to items in the contact queue.
+
+Set-based from end to end — a handful of SQL statements over temporary tables, the same on
+SQLite and PostgreSQL, never a Python loop per account:
+
+1. **agreements** — the agreements service's hooks, when present, apply payments and review
+   kept/broken agreements first, so today's enforcement-off tags are current.
+2. **accounts** (``tmp_acct``) — days past due from ``dpd_sql`` (the same query as the
+   snapshot), the balance, broken promises and the account tags: ``agreement_active`` when an
+   agreement on the loan is accepted/active, ``hold`` when an active hold covers it, plus the
+   borrower's own tags; the arm (a stored per-borrower ``experiment_bucket`` through
+   ``arm_case``) and the state (``state_case``) are computed in the same ``INSERT … SELECT``.
+3. **actions** (``tmp_action``) — the strategies' actions as a small table, already filtered by
+   the weekday of ``as_of``; joined to the accounts on (strategy, state), then filtered by
+   ``reevaluate_every_days`` and ``max_per_period`` against the queue's history (days before
+   ``as_of`` only, so a re-run sees the same history as the first run).
+4. **times** (``tmp_slot``) — ``not_before`` per (time-zone key, jurisdiction, action): the
+   earliest instant on ``as_of`` inside the action's preferred hours *and* the rule pack's
+   lawful hours in every candidate zone. Computed in Python once per distinct combination
+   (a few dozen), not per account. It is only a proposal: the worker asks the gate at send time.
+5. **assignment** — call tasks go to collectors by capacity and skill: for each group of tasks
+   with the same (required skills, language, bucket, agency), scarcest group first, tasks
+   ranked by priority are matched to the eligible collectors' free capacity slots, round-robin
+   (``ROW_NUMBER`` on both sides, joined on the rank).
+6. **queue** — ``INSERT INTO contact_queue … SELECT … ON CONFLICT (idempotency_key) DO NOTHING``
+   in committed chunks; the key is ``as_of|loan|action``. Every value written is a function of
+   the database before the run and ``as_of`` (no clock), so a run killed after any chunk and
+   run again writes exactly the rows a clean run writes, and a second run writes none.
+
+Accounts under an active agreement or hold get no state and no action (the strategy's
+enforcement-off tags), and the final insert re-checks agreements and holds against the live
+tables, so one activated while the run computed gets nothing either.
+"""
+
+from __future__ import annotations
+
+import time as _time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Date,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.sql.elements import ColumnElement
+
+from parley.core.strategy import (
+    Action,
+    Experiment,
+    Strategy,
+    experiment_bucket,
+)
+from parley.errors import InvalidInput
+from parley.services.context import Context
+from parley.services.delinquency import dpd_sql
+from parley.services.strategy_sql import (
+    arm_case,
+    bundled_strategy_path,
+    load_experiment,
+    load_strategy,
+    state_case,
+)
+from parley.store.db import bulk_insert
+from parley.store.models.loanbook import Borrower, Loan
+from parley.store.types import UTCDateTime
+
+# How each action kind reaches the borrower: the gate's channel, or a non-contact task.
+CHANNEL_OF_KIND = {
+    "sms": "sms",
+    "email": "email",
+    "call": "call",
+    "interview": "interview",
+    "field_visit": "visit",
+    "legal_referral": "legal",
+    "agency_placement": "agency",
+}
+CONTACT_CHANNELS = frozenset({"sms", "email", "call", "interview", "visit"})
+# Queue statuses that count as "an action was taken" for re-evaluation and caps.
+NOT_TAKEN = ("cancelled", "dropped")
+DEFAULT_CHUNK = 100_000
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """What one run found and wrote.
+
+    accounts: delinquent loans evaluated (days past due > 0).
+    enforcement_off: of those, loans under an active agreement or hold (no action).
+    planned: queue items the run wants for ``as_of``; inserted: how many were new (0 on a
+        re-run of a completed day).
+    by_state: accounts per state (``enforcement_off`` for those with none; ``no_arm`` for
+        borrowers added after the experiment's buckets were stored — the next run places them).
+    by_channel / by_state_channel: planned items per channel, and per (state, channel).
+    by_arm: accounts per strategy arm (one key when there is no experiment).
+    calls_assigned / calls_unassigned: call tasks given to a collector, or left for the pool.
+    hooks: the agreement hooks that ran; empty when the agreements service is absent.
+    """
+
+    as_of: date
+    accounts: int
+    enforcement_off: int
+    planned: int
+    inserted: int
+    by_state: dict[str, int]
+    by_channel: dict[str, int]
+    by_state_channel: dict[tuple[str, str], int]
+    by_arm: dict[str, int]
+    calls_assigned: int
+    calls_unassigned: int
+    seconds: float
+    hooks: tuple[str, ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------
+# Temporary tables (per connection; dropped at the start and end of a run)
+# --------------------------------------------------------------------------------------------
+
+_TMP = MetaData()
+ID = String(64)
+
+
+def _tmp(name: str, *cols: Column[Any]) -> Table:
+    return Table(name, _TMP, *cols, prefixes=["TEMPORARY"])
+
+
+T_OFF = _tmp("tmp_run_off", Column("loan_id", ID, primary_key=True),
+             Column("agreement", Integer), Column("hold", Integer))
+T_DPD = _tmp("tmp_run_dpd", Column("loan_id", ID, primary_key=True), Column("borrower_id", ID),
+             Column("dpd", Integer), Column("bucket", String(8)))
+T_BAL = _tmp("tmp_run_bal", Column("loan_id", ID, primary_key=True), Column("balance", Integer))
+T_BP = _tmp("tmp_run_bp", Column("loan_id", ID, primary_key=True), Column("n", Integer))
+T_ACCT = _tmp(
+    "tmp_run_acct",
+    Column("loan_id", ID, primary_key=True), Column("borrower_id", ID), Column("dpd", Integer),
+    Column("bucket", String(8)), Column("language", String(16)), Column("jurisdiction", String(16)),
+    Column("zone_key", String(400)), Column("agency_id", ID), Column("strategy_id", String(64)),
+    Column("state", String(64)),
+)
+T_ACTION = _tmp(
+    "tmp_run_action",
+    Column("action_id", Integer, primary_key=True), Column("strategy_id", String(64)),
+    Column("state", String(64)), Column("action_key", String(64)), Column("kind", String(24)),
+    Column("channel", String(16)), Column("target", String(64)), Column("skills", String(200)),
+    Column("priority", Integer), Column("reeval_from", Date), Column("cap_from", Date),
+    Column("cap_count", Integer),
+)
+T_HIST = _tmp("tmp_run_hist", Column("loan_id", ID), Column("kind", String(24)),
+              Column("business_date", Date), Column("n", Integer))
+T_SLOT = _tmp("tmp_run_slot", Column("zone_key", String(400)), Column("jurisdiction", String(16)),
+              Column("action_id", Integer), Column("not_before", UTCDateTime))
+T_CALLS = _tmp(
+    "tmp_run_calls",
+    Column("seq", Integer, primary_key=True), Column("loan_id", ID), Column("action_id", Integer),
+    Column("skills", String(200)), Column("language", String(16)), Column("bucket", String(8)),
+    Column("agency_id", String(64)), Column("priority", Integer), Column("not_before", UTCDateTime),
+    Column("grank", Integer), Column("collector_id", ID),
+)
+T_CSLOT = _tmp("tmp_run_cslot", Column("collector_id", ID), Column("slot_no", Integer),
+               Column("used", Integer))
+T_ELIG = _tmp("tmp_run_elig", Column("collector_id", ID, primary_key=True))
+T_FREE = _tmp("tmp_run_free", Column("collector_id", ID, primary_key=True),
+              Column("slot_no", Integer, primary_key=True), Column("rn", Integer, index=True))
+_ALL_TMP = (T_OFF, T_DPD, T_BAL, T_BP, T_ACCT, T_ACTION, T_HIST, T_SLOT, T_CALLS, T_CSLOT,
+            T_ELIG, T_FREE)
+
+
+def _drop_tmp(conn: Connection) -> None:
+    for t in _ALL_TMP:
+        conn.execute(text(f"DROP TABLE IF EXISTS {t.name}"))
+
+
+def _analyze(conn: Connection, t: Table) -> None:
+    # PostgreSQL's autovacuum never analyses temporary tables; without statistics the planner
+    # guesses badly on the million-row joins.
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"ANALYZE {t.name}"))
+
+
+# --------------------------------------------------------------------------------------------
+# Strategies and experiments
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_strategy(ref: str | Strategy) -> Strategy:
+    """A strategy from a bundled name (``default``, ``challenger``) or a YAML file path."""
+    if isinstance(ref, Strategy):
+        return ref
+    p = Path(ref)
+    if p.suffix in (".yaml", ".yml") or p.exists():
+        return load_strategy(p)
+    bundled = bundled_strategy_path(ref)
+    if not bundled.exists():
+        raise InvalidInput(f"no strategy {ref!r} (not a bundled name nor a file)",
+                           record="daily run", field="strategy")
+    return load_strategy(bundled)
+
+
+def _plan(strategy_ids: Sequence[str | Strategy] | None,
+          experiment: Experiment | str | None) -> tuple[list[Strategy], Experiment | None]:
+    exp = load_experiment(experiment) if isinstance(experiment, str) else experiment
+    refs: list[str | Strategy] = list(strategy_ids or [])
+    if exp is not None:
+        by_id = {s.id: s for s in (resolve_strategy(r) for r in refs)}
+        strategies = [by_id.get(a.strategy) or resolve_strategy(a.strategy) for a in exp.arms]
+        for arm, s in zip(exp.arms, strategies, strict=True):
+            if s.id != arm.strategy:
+                raise InvalidInput(f"arm {arm.strategy!r} loaded strategy {s.id!r}",
+                                   record=f"experiment {exp.id}", field="arms")
+        return strategies, exp
+    strategies = [resolve_strategy(r) for r in (refs or ["default"])]
+    if len(strategies) > 1:
+        raise InvalidInput("several strategies need an experiment to split accounts between them",
+                           record="daily run", field="experiment")
+    return strategies, None
+
+
+def _uses_balance(strategies: Sequence[Strategy]) -> bool:
+    return any(st.condition.balance_at_least_minor is not None
+               or st.condition.balance_at_most_minor is not None
+               for s in strategies for st in s.states)
+
+
+# --------------------------------------------------------------------------------------------
+# Times: the earliest lawful, preferred instant on as_of
+# --------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=256)
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+def _local(z: ZoneInfo, day: date, minute: int) -> datetime:
+    if minute >= 1440:
+        return datetime.combine(day + timedelta(days=1), time(0), z).astimezone(UTC)
+    return datetime.combine(day, time(minute // 60, minute % 60), z).astimezone(UTC)
+
+
+def lawful_hours(jurisdiction: str, channel: str, default_jurisdiction: str) -> tuple[int, int]:
+    """[start, end) minutes of local time the pack allows for ``channel`` (the intersection of
+    its ``local_hours`` rules); (0, 1440) when the pack has none."""
+    from parley.services.gate_check import load_pack
+
+    try:
+        pack = load_pack(jurisdiction)
+    except InvalidInput:
+        pack = load_pack(default_jurisdiction)
+    lo, hi = 0, 1440
+    for rule in pack.rules:
+        if rule.kind != "local_hours":
+            continue
+        if channel not in {str(c) for c in rule.params["channels"]}:
+            continue
+        a: time = rule.params["local_time_at_least"]
+        b: time = rule.params["local_time_before"]
+        lo = max(lo, a.hour * 60 + a.minute)
+        hi = min(hi, b.hour * 60 + b.minute)
+    return lo, hi
+
+
+def proposed_time(as_of: date, zones: Sequence[str], windows: Sequence[tuple[int, int]],
+                  lawful: tuple[int, int], business_zone: ZoneInfo) -> datetime:
+    """The earliest instant on ``as_of`` (local day of the first zone) that is inside one of the
+    preferred ``windows`` and the ``lawful`` hours in every zone; failing a preferred window,
+    the earliest lawful instant; failing that (unknown zone, no overlap), the start of
+    ``as_of`` in the lender's zone, where the gate will decide at send time."""
+    zs = [z for z in (_zone(n) for n in zones) if z is not None]
+    if not zs:
+        return _local(business_zone, as_of, 0)
+    lo, hi = lawful
+
+    def fits(t: datetime, need_window: bool) -> bool:
+        if t.astimezone(zs[0]).date() != as_of:
+            return False
+        for z in zs:
+            loc = t.astimezone(z)
+            m = loc.hour * 60 + loc.minute
+            if not (lo <= m < hi):
+                return False
+            if need_window and windows and not any(a <= m < b for a, b in windows):
+                return False
+        return True
+
+    candidates = sorted({_local(z, as_of, m) for z in zs
+                         for m in [lo, *(a for a, _ in windows)] if m < 1440})
+    for need_window in (True, False):
+        for t in candidates:
+            if fits(t, need_window):
+                return t
+    return _local(business_zone, as_of, 0)
+
+
+# --------------------------------------------------------------------------------------------
+# The run
+# --------------------------------------------------------------------------------------------
+
+
+def _call_agreement_hooks(ctx: Context, as_of: date) -> tuple[str, ...]:
+    try:
+        from parley.services import agreements as ag  # another area's service; may be absent
+    except ImportError:
+        return ()
+    ran = []
+    for name in ("apply_payments_to_agreements", "review_agreements"):
+        hook = getattr(ag, name, None)
+        if callable(hook):
+            hook(ctx, as_of)
+            ran.append(name)
+    return tuple(ran)
+
+
+def ensure_arm_buckets(ctx: Context, seed: str) -> int:
+    """Store ``experiment_bucket(seed, borrower_id)`` for every borrower that has none yet
+    (new borrowers only; the value never changes for a seed). Returns how many were added."""
+    with ctx.db.transaction() as conn:
+        missing = conn.execute(text(
+            "SELECT b.id FROM borrower b WHERE NOT EXISTS (SELECT 1 FROM borrower_arm a "
+            "WHERE a.seed = :seed AND a.borrower_id = b.id)"), {"seed": seed}).scalars()
+        return bulk_insert(conn, "borrower_arm", ("seed", "borrower_id", "bucket"),
+                           ((seed, bid, experiment_bucket(seed, bid)) for bid in missing))
+
+
+def run_daily(
+    ctx: Context,
+    as_of: date,
+    strategy_ids: Sequence[str | Strategy] | None = None,
+    experiment: Experiment | str | None = None,
+    progress: ProgressFn | None = None,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+    fault: Callable[[str], None] | None = None,
+) -> RunReport:
+    """Plan ``as_of``: see the module docstring. ``strategy_ids``: bundled names or YAML paths
+    (default ``["default"]``); with ``experiment`` (an ``Experiment`` or a YAML path) the arms'
+    strategies split borrowers by their stored bucket. ``progress(step, done, total)`` is
+    called as the run moves on. ``fault(step)`` is a test hook called after each committed
+    step (raise in it to simulate a crash)."""
+    if chunk_size < 1:
+        raise InvalidInput("must be at least 1", record="daily run", field="chunk_size")
+    started = _time.perf_counter()
+    timings: dict[str, float] = {}
+    tick = [started]
+
+    def step(name: str, done: int = 1, total: int = 1) -> None:
+        now = _time.perf_counter()
+        timings[name] = timings.get(name, 0.0) + now - tick[0]
+        tick[0] = now
+        if progress is not None:
+            progress(name, done, total)
+
+    def crash_point(name: str) -> None:
+        if fault is not None:
+            fault(name)
+
+    strategies, exp = _plan(strategy_ids, experiment)
+    hooks = _call_agreement_hooks(ctx, as_of)
+    step("agreements")
+    if exp is not None:
+        ensure_arm_buckets(ctx, exp.seed)
+        step("arms")
+
+    with ctx.db.engine.connect() as conn:
+        try:
+            conn.execution_options(parley_write=False)
+            if conn.dialect.name == "postgresql":
+                # JIT compiles each big statement anew (hundreds of ms per chunk) and pays
+                # off only for long analytic queries; these are plain joins and writes.
+                conn.exec_driver_sql("SET jit = off")
+                conn.commit()
+            with conn.begin():
+                _drop_tmp(conn)
+                for t in _ALL_TMP:
+                    t.create(conn)
+                n_acct = _load_accounts(ctx, conn, as_of, strategies, exp)
+                step("accounts")
+                _load_actions(ctx, conn, as_of, strategies)
+                step("actions")
+                _recheck_off(conn)
+                due = _due_sql(conn)
+                assigned, unassigned = _assign_calls(conn, due)
+                step("assign")
+                # One pass over the accounts gives every count: NULL state = enforcement off;
+                # NULL strategy = a borrower newer than the arm buckets (the next run places it).
+                per_state = [(sid, st, int(n)) for sid, st, n in conn.execute(text(
+                    f"SELECT strategy_id, state, COUNT(*) FROM {T_ACCT.name} "
+                    "GROUP BY strategy_id, state")).all()]
+                state_counts: Counter[str] = Counter()
+                arm_counts: Counter[str] = Counter()
+                for sid, st, n in per_state:
+                    state_counts["no_arm" if sid is None else (st or "")] += n
+                    arm_counts["no_arm" if sid is None else str(sid)] += n
+                by_state_rows = list(state_counts.items())
+                by_arm_rows = list(arm_counts.items())
+                by_sc_rows = _planned_counts(conn, due, per_state)
+                planned = sum(int(r[2]) for r in by_sc_rows)
+                bounds = _chunk_bounds(conn, chunk_size)
+                step("plan")
+            crash_point("planned")
+            inserted = _write_queue(ctx, conn, as_of, exp, due, bounds, planned, step, crash_point)
+        finally:
+            if conn.in_transaction():
+                conn.rollback()
+            with conn.begin():
+                _drop_tmp(conn)
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql("RESET jit")
+
+    by_state = {(s or "enforcement_off"): int(n) for s, n in by_state_rows}
+    by_sc = {(str(s), str(c)): int(n) for s, c, n in by_sc_rows}
+    by_channel: Counter[str] = Counter()
+    for (_, c), n in by_sc.items():
+        by_channel[c] += n
+    return RunReport(
+        as_of=as_of, accounts=n_acct, enforcement_off=by_state.get("enforcement_off", 0),
+        planned=planned, inserted=inserted, by_state=dict(sorted(by_state.items())),
+        by_channel=dict(sorted(by_channel.items())), by_state_channel=dict(sorted(by_sc.items())),
+        by_arm={str(a): int(n) for a, n in by_arm_rows}, calls_assigned=assigned,
+        calls_unassigned=unassigned, seconds=_time.perf_counter() - started, hooks=hooks,
+        timings=timings)
+
+
+def _tags_expr(conn: Connection, b: Table, off: Table) -> ColumnElement[Any]:
+    """',' + the borrower's tags + ',' + agreement_active, + hold, — the strategy tag column."""
+    trim = "trim" if conn.dialect.name == "sqlite" else "btrim"
+    own = getattr(func, trim)(func.coalesce(b.c.tags, ""), ",")
+    return (literal(",") + own + literal(",")
+            + case((off.c.agreement == 1, literal("agreement_active,")), else_=literal(""))
+            + case((off.c.hold == 1, literal("hold,")), else_=literal("")))
+
+
+def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequence[Strategy],
+                   exp: Experiment | None) -> int:
+    ap = {"as_of": as_of}
+    # Loans switched off: an accepted/active agreement on the loan, or an active hold covering
+    # it (borrower-wide or on this loan). Small sets, kept apart so the big join stays cheap.
+    conn.execute(text(
+        f"INSERT INTO {T_OFF.name} (loan_id, agreement, hold) "
+        "SELECT loan_id, MAX(agreement), MAX(hold) FROM ("
+        "  SELECT a.loan_id AS loan_id, 1 AS agreement, 0 AS hold FROM agreement a "
+        "  WHERE a.status IN ('accepted', 'active') "
+        "  UNION ALL "
+        "  SELECT l.id, 0, 1 FROM hold h JOIN loan l ON l.borrower_id = h.borrower_id "
+        "  WHERE h.ended_at IS NULL AND (h.loan_id IS NULL OR h.loan_id = l.id)"
+        ") x GROUP BY loan_id"))
+    conn.execute(
+        text(f"INSERT INTO {T_DPD.name} (loan_id, borrower_id, dpd, bucket) "
+             f"SELECT d.loan_id, d.borrower_id, d.days_past_due, d.bucket "
+             f"FROM ({dpd_sql(conn, ctx.buckets)}) d WHERE d.days_past_due > 0"),
+        {**ap, "grace": ctx.settings.grace_days})
+    _analyze(conn, T_DPD)
+    if _uses_balance(strategies):
+        # Outstanding: everything due by as_of and unpaid, plus principal not yet due.
+        conn.execute(text(
+            f"INSERT INTO {T_BAL.name} (loan_id, balance) SELECT i.loan_id, SUM(CASE WHEN i.due_on <= :as_of "
+            "THEN i.principal_due + i.interest_due + i.fee_due + i.penalty_due - i.paid_principal "
+            "- i.paid_interest - i.paid_fee - i.paid_penalty ELSE i.principal_due - i.paid_principal END) "
+            f"FROM installment i JOIN {T_DPD.name} d ON d.loan_id = i.loan_id GROUP BY i.loan_id"
+        ).bindparams(bindparam("as_of", type_=Date)), ap)
+    conn.execute(text(
+        f"INSERT INTO {T_BP.name} (loan_id, n) SELECT loan_id, COUNT(*) FROM agreement "
+        "WHERE status = 'broken' GROUP BY loan_id"))
+
+    d, bal, bp, off = T_DPD, T_BAL, T_BP, T_OFF
+    b = Borrower.__table__
+    ln = Loan.__table__
+    tags = _tags_expr(conn, b, off)
+    cols = {"dpd": d.c.dpd, "bucket": d.c.bucket, "balance_minor": func.coalesce(bal.c.balance, 0),
+            "currency": ln.c.currency, "product": ln.c.product, "risk_score": b.c.risk_score,
+            "broken_promises": func.coalesce(bp.c.n, 0), "tags": tags}
+    # The borrower's zone key: the declared zone, else the candidate zones of the first valid
+    # phone (derived when the phone was stored); '' = unknown (the gate fails closed).
+    phone_zones = text(
+        "(SELECT p.timezones FROM borrower_phone p WHERE p.borrower_id = borrower.id "
+        "AND p.is_valid ORDER BY p.position LIMIT 1)")
+    zone_key = func.coalesce(func.nullif(b.c.declared_timezone, ""),
+                             literal_column(str(phone_zones)), literal(""))
+    frm = (d.join(ln, ln.c.id == d.c.loan_id).join(b, b.c.id == ln.c.borrower_id)
+           .outerjoin(bal, bal.c.loan_id == d.c.loan_id).outerjoin(bp, bp.c.loan_id == d.c.loan_id)
+           .outerjoin(off, off.c.loan_id == d.c.loan_id))
+    if exp is not None:
+        arm_t = Table("borrower_arm", MetaData(), Column("seed", String), Column("borrower_id", ID),
+                      Column("bucket", Integer))
+        frm = frm.outerjoin(arm_t, (arm_t.c.seed == exp.seed) & (arm_t.c.borrower_id == b.c.id))
+        strategy_expr: ColumnElement[Any] = arm_case(exp, arm_t.c.bucket)
+        state_expr = case(*((strategy_expr == s.id, state_case(s, cols)) for s in strategies),
+                          else_=None)
+    else:
+        strategy_expr = literal(strategies[0].id)
+        state_expr = state_case(strategies[0], cols)
+    sel = select(d.c.loan_id, d.c.borrower_id, d.c.dpd, d.c.bucket, b.c.preferred_language,
+                 b.c.jurisdiction, zone_key, ln.c.agency_id, strategy_expr, state_expr
+                 ).select_from(frm)
+    conn.execute(insert(T_ACCT).from_select(
+        ["loan_id", "borrower_id", "dpd", "bucket", "language", "jurisdiction", "zone_key",
+         "agency_id", "strategy_id", "state"], sel))
+    _analyze(conn, T_ACCT)
+    return int(conn.execute(text(f"SELECT COUNT(*) FROM {T_ACCT.name}")).scalar_one())
+
+
+def _action_rows(as_of: date, strategies: Sequence[Strategy]) -> list[dict[str, Any]]:
+    """One row per action due on the weekday of ``as_of``; ``action_key`` is the kind, with
+    ``#n`` when a state has several actions of one kind, so keys are stable per state."""
+    weekday = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[as_of.weekday()]
+    rows: list[dict[str, Any]] = []
+    for s in strategies:
+        for st in s.states:
+            seen: Counter[str] = Counter()
+            for a in sorted(st.actions, key=lambda x: x.priority):
+                seen[a.kind] += 1
+                if weekday not in a.timing.days_of_week:
+                    continue
+                key = a.kind if seen[a.kind] == 1 else f"{a.kind}#{seen[a.kind]}"
+                t = a.timing
+                rows.append({
+                    "action_id": len(rows) + 1, "strategy_id": s.id, "state": st.name,
+                    "action_key": key, "kind": a.kind, "channel": CHANNEL_OF_KIND[a.kind],
+                    "target": _target(a), "skills": ",".join(sorted(a.required_skills)),
+                    "priority": a.priority,
+                    # not due when an earlier action of the kind is on or after reeval_from
+                    "reeval_from": (as_of - timedelta(days=t.reevaluate_every_days - 1)
+                                    if t.reevaluate_every_days else None),
+                    "cap_from": (as_of - timedelta(days=t.max_per_period.days - 1)
+                                 if t.max_per_period else None),
+                    "cap_count": t.max_per_period.count if t.max_per_period else None,
+                    "_windows": tuple((w.start_minute, w.end_minute) for w in t.preferred_hours),
+                })
+    return rows
+
+
+def _target(a: Action) -> str:
+    """What the queue's template_id column carries for the kind (see docs/daily-run.md)."""
+    if a.kind in ("sms", "email"):
+        return a.template or ""
+    if a.kind == "interview":
+        return f"interview_{a.mode}"
+    if a.kind == "field_visit":
+        return f"field_visit:{a.collectors_required or 2}"
+    if a.kind == "agency_placement":
+        return a.agency or ""
+    return a.queue or ""
+
+
+def _load_actions(ctx: Context, conn: Connection, as_of: date, strategies: Sequence[Strategy]) -> None:
+    rows = _action_rows(as_of, strategies)
+    if rows:
+        conn.execute(insert(T_ACTION), [{k: v for k, v in r.items() if k != "_windows"} for r in rows])
+    froms = [r[k] for r in rows for k in ("reeval_from", "cap_from") if r[k] is not None]
+    if froms:
+        conn.execute(text(
+            f"INSERT INTO {T_HIST.name} (loan_id, kind, business_date, n) "
+            "SELECT q.loan_id, q.action_kind, q.business_date, COUNT(*) FROM contact_queue q "
+            f"WHERE q.business_date >= :since AND q.business_date < :as_of "
+            f"AND q.status NOT IN {NOT_TAKEN!r} GROUP BY q.loan_id, q.action_kind, q.business_date"
+        ).bindparams(bindparam("since", type_=Date), bindparam("as_of", type_=Date)),
+            {"since": min(froms), "as_of": as_of})
+        conn.execute(text(f"CREATE INDEX ix_tmp_run_hist ON {T_HIST.name} (loan_id, kind)"))
+        _analyze(conn, T_HIST)
+    # not_before per distinct (zone key, jurisdiction) and action.
+    combos = conn.execute(text(
+        f"SELECT DISTINCT zone_key, jurisdiction FROM {T_ACCT.name} WHERE state IS NOT NULL")).all()
+    default_j = ctx.settings.default_jurisdiction
+    slots = []
+    for zone_key, jurisdiction in combos:
+        zones = tuple(z.strip() for z in (zone_key or "").split(",") if z.strip())
+        for r in rows:
+            if r["channel"] in CONTACT_CHANNELS:
+                lawful = lawful_hours(jurisdiction or default_j, r["channel"], default_j)
+                nb = proposed_time(as_of, zones, r["_windows"], lawful, ctx.business_zone)
+            else:  # a referral or placement is not a contact: due from the start of the day
+                nb = _local(ctx.business_zone, as_of, 0)
+            slots.append({"zone_key": zone_key, "jurisdiction": jurisdiction,
+                          "action_id": r["action_id"], "not_before": nb})
+    if slots:
+        conn.execute(insert(T_SLOT), slots)
+    conn.execute(text(f"CREATE INDEX ix_tmp_run_slot ON {T_SLOT.name} (zone_key, jurisdiction, action_id)"))
+    _analyze(conn, T_ACTION)
+    _analyze(conn, T_SLOT)
+
+
+@dataclass(frozen=True, slots=True)
+class _Due:
+    """The join of accounts to their due actions and times, as FROM and WHERE fragments."""
+
+    from_: str
+    where: str
+
+
+def _due_sql(conn: Connection) -> _Due:
+    """Accounts × actions of their state × their proposed time, filtered by the history."""
+    conn.execute(text(f"CREATE INDEX ix_tmp_run_action ON {T_ACTION.name} (strategy_id, state)"))
+    from_ = (f"FROM {T_ACCT.name} t "
+             f"JOIN {T_ACTION.name} a ON a.strategy_id = t.strategy_id AND a.state = t.state "
+             f"JOIN {T_SLOT.name} s ON s.zone_key = t.zone_key AND s.jurisdiction = t.jurisdiction "
+             "AND s.action_id = a.action_id")
+    has_hist = conn.execute(text(f"SELECT 1 FROM {T_HIST.name} LIMIT 1")).first() is not None
+    if not has_hist:  # the first run: nothing to filter (and nothing to probe per row)
+        return _Due(from_, "1 = 1")
+    where = (
+        "(a.reeval_from IS NULL OR NOT EXISTS (SELECT 1 FROM "
+        f"{T_HIST.name} h WHERE h.loan_id = t.loan_id AND h.kind = a.kind "
+        "AND h.business_date >= a.reeval_from)) "
+        f"AND (a.cap_count IS NULL OR (SELECT COALESCE(SUM(h.n), 0) FROM {T_HIST.name} h "
+        "WHERE h.loan_id = t.loan_id AND h.kind = a.kind AND h.business_date >= a.cap_from) < a.cap_count)")
+    return _Due(from_, where)
+
+
+def _planned_counts(conn: Connection, due: _Due,
+                    per_state: list[tuple[str | None, str | None, int]]) -> list[tuple[str, str, int]]:
+    """(state, channel, items) the run plans. Without history to filter by, that is just the
+    accounts per (strategy, state) times the state's actions, so the big join is not run twice."""
+    if due.where == "1 = 1":
+        actions = conn.execute(text(
+            f"SELECT strategy_id, state, channel FROM {T_ACTION.name}")).all()
+        out: Counter[tuple[str, str]] = Counter()
+        accounts = {(sid, st): n for sid, st, n in per_state if st is not None}
+        for sid, st, ch in actions:
+            if (sid, st) in accounts:
+                out[(st, ch)] += accounts[(sid, st)]
+        return [(st, ch, n) for (st, ch), n in sorted(out.items())]
+    rows = conn.execute(text(
+        f"SELECT t.state, a.channel, COUNT(*) {due.from_} WHERE {due.where} "
+        "GROUP BY t.state, a.channel")).all()
+    return [(str(s), str(c), int(n)) for s, c, n in rows]
+
+
+def _recheck_off(conn: Connection) -> None:
+    """Switch off accounts that came under an agreement or hold while the run computed (the
+    tables are small; the gate re-checks at send time in any case)."""
+    # one IN list of loan ids, so the update is driven by the (small) list through the key
+    conn.execute(text(
+        f"UPDATE {T_ACCT.name} SET state = NULL WHERE loan_id IN ("
+        "SELECT a.loan_id FROM agreement a WHERE a.status IN ('accepted', 'active') "
+        "UNION SELECT h.loan_id FROM hold h WHERE h.ended_at IS NULL AND h.loan_id IS NOT NULL "
+        "UNION SELECT l.id FROM hold h JOIN loan l ON l.borrower_id = h.borrower_id "
+        "WHERE h.ended_at IS NULL AND h.loan_id IS NULL) AND state IS NOT NULL"))
+
+
+def _chunk_bounds(conn: Connection, chunk_size: int) -> list[str]:
+    """Loan ids splitting the accounts with a state into chunks of ``chunk_size`` accounts."""
+    return [r[0] for r in conn.execute(text(
+        "SELECT loan_id FROM (SELECT loan_id, ROW_NUMBER() OVER (ORDER BY loan_id) AS rn "
+        f"FROM {T_ACCT.name} WHERE state IS NOT NULL) x WHERE rn % :k = 0 ORDER BY loan_id"),
+        {"k": chunk_size})]
+
+
+@dataclass(frozen=True, slots=True)
+class _Collector:
+    id: str
+    agency_id: str
+    languages: frozenset[str]
+    skills: frozenset[str]
+    capacity: int
+
+    def can_take(self, skills: str, language: str, bucket: str, agency: str) -> bool:
+        """Eligible for a call group: same agency (or both in-house), speaks the borrower's
+        language (by base language: zh-Hans and zh-Hant speak alike), has every required skill
+        (``lang:xx`` is implied by the languages), and covers the bucket / queue when it lists
+        ``bucket:`` / ``queue:`` skills at all."""
+        if self.agency_id != agency:
+            return False
+        bases = {lang.split("-")[0].lower() for lang in self.languages}
+        have = self.skills | {f"lang:{b}" for b in bases} | {f"lang:{lang}" for lang in self.languages}
+        if language and language.split("-")[0].lower() not in bases:
+            return False
+        if any(s not in have for s in skills.split(",") if s):
+            return False
+        buckets = {s[7:] for s in self.skills if s.startswith("bucket:")}
+        return not buckets or bucket in buckets
+
+
+def _collectors(conn: Connection) -> list[_Collector]:
+    rows = conn.execute(text(
+        "SELECT id, COALESCE(agency_id, ''), languages, skills, daily_capacity FROM staff_user "
+        "WHERE active AND role IN ('collector', 'agency_collector') AND daily_capacity > 0 "
+        "ORDER BY id")).all()
+    return [_Collector(r[0], r[1], frozenset(x.strip() for x in (r[2] or "").split(",") if x.strip()),
+                       frozenset(x.strip() for x in (r[3] or "").split(",") if x.strip()), int(r[4]))
+            for r in rows]
+
+
+def _assign_calls(conn: Connection, due: _Due) -> tuple[int, int]:
+    """Give call tasks to collectors by capacity and skill; returns (assigned, unassigned)."""
+    collectors = _collectors(conn)
+    # grank: the task's rank within its group (skills, language, bucket, agency), best first.
+    # Each group is served once, below, so task k of a group meets free slot k.
+    conn.execute(text(
+        f"INSERT INTO {T_CALLS.name} (seq, loan_id, action_id, skills, language, bucket, agency_id, "
+        "priority, not_before, grank, collector_id) SELECT ROW_NUMBER() OVER (), t.loan_id, a.action_id, "
+        "a.skills, COALESCE(t.language, ''), COALESCE(t.bucket, ''), COALESCE(t.agency_id, ''), "
+        "a.priority, s.not_before, ROW_NUMBER() OVER (PARTITION BY a.skills, COALESCE(t.language, ''), "
+        "COALESCE(t.bucket, ''), COALESCE(t.agency_id, '') ORDER BY a.priority, s.not_before, "
+        f"t.loan_id, a.action_id), NULL {due.from_} WHERE a.channel = 'call' AND {due.where}"))
+    conn.execute(text(f"CREATE INDEX ix_tmp_run_calls_group ON {T_CALLS.name} "
+                      "(skills, language, bucket, agency_id, grank)"))
+    conn.execute(text(f"CREATE INDEX ix_tmp_run_calls_key ON {T_CALLS.name} (loan_id, action_id)"))
+    _analyze(conn, T_CALLS)
+    groups = conn.execute(text(
+        f"SELECT skills, language, bucket, agency_id, COUNT(*) FROM {T_CALLS.name} "
+        "GROUP BY skills, language, bucket, agency_id")).all()
+    total = sum(int(g[4]) for g in groups)
+    if not collectors or not groups:
+        return 0, total
+    conn.execute(insert(T_CSLOT), [{"collector_id": c.id, "slot_no": n, "used": 0}
+                                   for c in collectors for n in range(1, c.capacity + 1)])
+    conn.execute(text(f"CREATE INDEX ix_tmp_run_cslot ON {T_CSLOT.name} (collector_id, slot_no)"))
+    plan = []
+    for skills, language, bucket, agency, _n in groups:
+        elig = [c.id for c in collectors if c.can_take(skills, language, bucket, agency)]
+        if elig:
+            plan.append((len(elig), (skills, language, bucket, agency), elig))
+    plan.sort()  # scarcest group first; ties by the group key, so the result is deterministic
+    assigned = 0
+    free_total = sum(c.capacity for c in collectors)
+    for _, (skills, language, bucket, agency), elig in plan:
+        if assigned >= free_total:
+            break
+        for t in (T_ELIG, T_FREE):
+            conn.execute(t.delete())
+        conn.execute(insert(T_ELIG), [{"collector_id": c} for c in elig])
+        conn.execute(text(
+            f"INSERT INTO {T_FREE.name} (collector_id, slot_no, rn) SELECT c.collector_id, c.slot_no, "
+            "ROW_NUMBER() OVER (ORDER BY c.slot_no, c.collector_id) "
+            f"FROM {T_CSLOT.name} c JOIN {T_ELIG.name} e ON e.collector_id = c.collector_id "
+            "WHERE c.used = 0"))
+        free = int(conn.execute(text(f"SELECT COUNT(*) FROM {T_FREE.name}")).scalar_one())
+        if free == 0:
+            continue
+        # tasks ranked 1..k of the group meet free slots 1..k (k = min(free, tasks))
+        k = conn.execute(text(
+            f"UPDATE {T_CALLS.name} SET collector_id = f.collector_id FROM {T_FREE.name} f "
+            f"WHERE f.rn = {T_CALLS.name}.grank AND {T_CALLS.name}.skills = :s "
+            f"AND {T_CALLS.name}.language = :l AND {T_CALLS.name}.bucket = :b "
+            f"AND {T_CALLS.name}.agency_id = :a AND {T_CALLS.name}.grank <= :free"),
+            {"s": skills, "l": language, "b": bucket, "a": agency, "free": free}).rowcount
+        got = conn.execute(text(
+            f"UPDATE {T_CSLOT.name} SET used = 1 WHERE used = 0 AND EXISTS (SELECT 1 FROM "
+            f"{T_FREE.name} f WHERE f.rn <= :k AND f.collector_id = {T_CSLOT.name}.collector_id "
+            f"AND f.slot_no = {T_CSLOT.name}.slot_no)"), {"k": int(k or 0)}).rowcount
+        assigned += int(got or 0)
+    return assigned, total - assigned
+
+
+_QUEUE_COLS = ("business_date, borrower_id, loan_id, strategy_id, arm, state, action_kind, channel, "
+               "purpose, template_id, priority, not_before, status, collector_id, attempts, "
+               "idempotency_key, last_reason, created_at, updated_at")
+
+
+def _write_queue(ctx: Context, conn: Connection, as_of: date, exp: Experiment | None,
+                 due: _Due, bounds: list[str], planned: int,
+                 step: Callable[[str, int, int], None], crash_point: Callable[[str], None]) -> int:
+    """INSERT … SELECT the due actions, a chunk of accounts per committed transaction, skipping
+    keys already written (a re-run) — ``ON CONFLICT (idempotency_key) DO NOTHING``."""
+    now = ctx.clock.now()
+    arm_prefix = f"{exp.id}/" if exp is not None else ""
+    base = (
+        f"INSERT INTO contact_queue ({_QUEUE_COLS}) "
+        "SELECT :as_of, t.borrower_id, t.loan_id, t.strategy_id, "
+        + ("CAST(:arm_prefix AS VARCHAR(64)) || t.strategy_id" if arm_prefix else "''")
+        + ", t.state, a.kind, a.channel, 'collection', NULLIF(a.target, ''), a.priority, "
+        "s.not_before, 'pending', c.collector_id, 0, "
+        "CAST(:key_prefix AS VARCHAR(16)) || t.loan_id || '|' || a.action_key, '', :now, :now "
+        f"{due.from_} LEFT JOIN {T_CALLS.name} c ON c.loan_id = t.loan_id AND c.action_id = a.action_id"
+        "{calls_range} "
+        f"WHERE {due.where} AND t.state IS NOT NULL")
+    inserted = 0
+    conn.execution_options(parley_write=True)
+    edges: list[str | None] = [None, *bounds]
+    if bounds:
+        edges.append(None)
+    else:
+        edges = [None, None]
+    for i in range(len(edges) - 1):
+        lo, hi = edges[i], edges[i + 1]
+        cond = calls = ""
+        if lo is not None:
+            cond += " AND t.loan_id > :lo"
+            calls += " AND c.loan_id > :lo"
+        if hi is not None:
+            cond += " AND t.loan_id <= :hi"
+            calls += " AND c.loan_id <= :hi"
+        # the same range on the calls side, so each chunk reads only its own slice of them
+        sql = text(base.replace("{calls_range}", calls) + cond
+                   + " ON CONFLICT (idempotency_key) DO NOTHING").bindparams(
+            bindparam("as_of", type_=Date), bindparam("now", type_=UTCDateTime))
+        params: dict[str, Any] = {"as_of": as_of, "now": now, "key_prefix": f"{as_of.isoformat()}|",
+                                  "lo": lo, "hi": hi}
+        if arm_prefix:
+            params["arm_prefix"] = arm_prefix
+        with conn.begin():
+            res = conn.execute(sql, {k: v for k, v in params.items() if v is not None})
+            inserted += max(int(res.rowcount or 0), 0)
+        step("queue", i + 1, len(edges) - 1)
+        crash_point(f"queue:{i + 1}")
+    return inserted

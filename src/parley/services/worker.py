@@ -1,0 +1,531 @@
+"""The worker: drains due SMS and e-mail items from the contact queue, asking the gate first.
+
+For each item, in order:
+
+1. **lease** — due items (``pending`` with ``not_before <= now``, or ``leased`` whose lease has
+   expired) are leased in one short transaction: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL so
+   concurrent workers never take the same row; the ``BEGIN IMMEDIATE`` write lock on SQLite.
+2. **permit** — ``request_permit`` with ``idempotency_key = 'queue:<id>'``, in the same
+   transaction that stores the permit's ids on the item (and only while the lease is still
+   ours). A retry after a crash finds the recorded permit instead of recording a second
+   attempt; because that permit was decided earlier, the worker then asks the gate again
+   (``check_contact``, a logged preview) and sends only if the contact is still allowed now.
+3. **send** — through the channel adapter, with the same key passed to the provider. For a
+   provider that does not deduplicate (plain SMTP) the item is first marked ``sending``; an item
+   found ``sending`` after a crash may or may not have gone out, so it is never sent again —
+   it is marked ``failed`` with reason ``unconfirmed`` for a person to check.
+4. **mark** — ``sent`` (with the provider's message id); a denial reschedules the item at the
+   decision's ``next_allowed_at`` or drops it with the reasons when there is none; a transient
+   channel error retries with exponential back-off, up to ``MAX_ATTEMPTS`` leases.
+
+So a worker killed at any point loses nothing (an expired lease is leased again) and sends
+nothing twice (the key reaches the provider; SMTP's ambiguous window is flagged, not retried).
+
+Calls, 面谈 and visits are not sent by the worker: they are tasks in a collector's queue
+(``collector_queue``, ``start_call`` with a click-to-call link, ``log_call_outcome``).
+"""
+
+from __future__ import annotations
+
+import threading
+import time as _time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, or_, select, update
+
+from parley.adapters.channels.base import ChannelAdapter, ChannelError, Message
+from parley.adapters.channels.calls import ClickToCall
+from parley.core.money import format_minor
+from parley.errors import Conflict, InvalidInput, NotFound, ParleyError
+from parley.services.context import Context
+from parley.services.templates import get_template, render
+from parley.store.models.loanbook import Borrower, BorrowerEmail, BorrowerPhone
+from parley.store.models.queue import ContactQueueItem
+from parley.store.models.staff import StaffUser
+
+WORKER_CHANNELS = ("sms", "email")
+COLLECTOR_CHANNELS = ("call", "interview", "visit")
+LEASE = timedelta(minutes=5)
+MAX_ATTEMPTS = 5
+BACKOFF_BASE = timedelta(minutes=1)
+BACKOFF_CAP = timedelta(hours=1)
+SENDING = "sending"
+DEFAULT_VARIABLES: Mapping[str, str] = {"lender": "Parley", "portal_url": "https://parley.example/me"}
+
+_q = ContactQueueItem.__table__
+
+
+class SimulatedCrash(BaseException):
+    """Raised by a test's ``fault`` hook to stop a worker mid-item, like ``kill -9`` would.
+    A BaseException so no ``except Exception`` on the way can swallow it."""
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """What happened to one leased item: status sent | pending (rescheduled or retried) |
+    dropped | failed | skipped (lost the lease); reason: why, empty when sent."""
+
+    item_id: int
+    status: str
+    reason: str = ""
+    next_at: datetime | None = None
+    message_id: str = ""
+
+
+@dataclass(frozen=True)
+class WorkReport:
+    """Counts for one pass: leased, then each item's ending (see ``ItemResult``)."""
+
+    leased: int = 0
+    sent: int = 0
+    rescheduled: int = 0
+    dropped: int = 0
+    retried: int = 0
+    failed: int = 0
+    skipped: int = 0
+    items: tuple[ItemResult, ...] = field(default=(), repr=False)
+
+    def __add__(self, other: WorkReport) -> WorkReport:
+        return WorkReport(self.leased + other.leased, self.sent + other.sent,
+                          self.rescheduled + other.rescheduled, self.dropped + other.dropped,
+                          self.retried + other.retried, self.failed + other.failed,
+                          self.skipped + other.skipped, self.items + other.items)
+
+
+@dataclass(frozen=True, slots=True)
+class _Leased:
+    id: int
+    borrower_id: str
+    loan_id: str | None
+    channel: str
+    purpose: str
+    template_id: str | None
+    attempts: int
+    last_reason: str
+    attempt_id: int | None
+    lease_until: datetime  # the fencing token: marks apply only while the lease is this one
+
+
+# --------------------------------------------------------------------------------------------
+# Lease
+# --------------------------------------------------------------------------------------------
+
+
+def _due(now: datetime, channels: tuple[str, ...]) -> Any:
+    return and_(_q.c.channel.in_(channels), or_(
+        and_(_q.c.status == "pending", _q.c.not_before <= now),
+        and_(_q.c.status == "leased", _q.c.lease_until < now)))
+
+
+def lease(ctx: Context, worker_id: str, limit: int,
+          channels: tuple[str, ...] = WORKER_CHANNELS) -> list[_Leased]:
+    """Lease up to ``limit`` due items for ``LEASE``; expired leases are taken over."""
+    if limit < 1:
+        raise InvalidInput("must be at least 1", record="worker", field="limit")
+    now = ctx.clock.now()
+    with ctx.db.transaction() as conn:
+        pg = conn.dialect.name == "postgresql"
+        # Expired leases first (a crashed worker's items), then due items, earliest first:
+        # each query walks its index in order and stops at the limit.
+        expired = (select(_q.c.id).where(_q.c.status == "leased", _q.c.lease_until < now,
+                                         _q.c.channel.in_(channels))
+                   .order_by(_q.c.lease_until, _q.c.id).limit(limit))
+        if pg:
+            expired = expired.with_for_update(skip_locked=True)
+        ids = list(conn.execute(expired).scalars())
+        if len(ids) < limit:
+            due = (select(_q.c.id).where(_q.c.status == "pending", _q.c.not_before <= now,
+                                         _q.c.channel.in_(channels))
+                   .order_by(_q.c.not_before, _q.c.id).limit(limit - len(ids)))
+            if pg:
+                due = due.with_for_update(skip_locked=True)
+            ids += list(conn.execute(due).scalars())
+        if not ids:
+            return []
+        until = now + LEASE
+        conn.execute(update(ContactQueueItem).where(_q.c.id.in_(ids), _due(now, channels)).values(
+            status="leased", lease_until=until, worker_id=worker_id,
+            attempts=_q.c.attempts + 1, updated_at=now))
+        rows = conn.execute(select(
+            _q.c.id, _q.c.borrower_id, _q.c.loan_id, _q.c.channel, _q.c.purpose,
+            _q.c.template_id, _q.c.attempts, _q.c.last_reason, _q.c.attempt_id)
+            .where(_q.c.id.in_(ids), _q.c.worker_id == worker_id, _q.c.status == "leased",
+                   _q.c.lease_until == until)
+            .order_by(_q.c.not_before, _q.c.priority, _q.c.id)).all()
+    return [_Leased(r.id, r.borrower_id, r.loan_id, r.channel, r.purpose, r.template_id,
+                    int(r.attempts), r.last_reason or "", r.attempt_id, until) for r in rows]
+
+
+def _mark(conn: Connection, item: _Leased, worker_id: str, **values: Any) -> bool:
+    """Update a leased item only while the lease is still ours (same worker, same lease);
+    False if it is not — it expired and was taken over."""
+    res = conn.execute(update(ContactQueueItem).where(
+        _q.c.id == item.id, _q.c.status == "leased", _q.c.worker_id == worker_id,
+        _q.c.lease_until == item.lease_until).values(**values))
+    return bool(res.rowcount == 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Composing the message
+# --------------------------------------------------------------------------------------------
+
+
+def _address(ctx: Context, conn: Connection, borrower_id: str, channel: str) -> str | None:
+    if channel == "email":
+        row = conn.execute(select(BorrowerEmail.address).where(BorrowerEmail.borrower_id == borrower_id)
+                           .order_by(BorrowerEmail.position, BorrowerEmail.id).limit(1)).first()
+        return row[0] if row else None
+    row = conn.execute(select(BorrowerPhone.e164_enc).where(
+        BorrowerPhone.borrower_id == borrower_id, BorrowerPhone.is_valid.is_(True))
+        .order_by(BorrowerPhone.position, BorrowerPhone.id).limit(1)).first()
+    return ctx.keyring.decrypt(row[0], "phone.e164") if row else None
+
+
+def loan_variables(ctx: Context, conn: Connection, borrower_id: str,
+                   loan_id: str | None) -> dict[str, str]:
+    """name, loan_id, amount_due (overdue now, with currency) and days_past_due."""
+    b = conn.execute(select(Borrower.name, Borrower.preferred_language)
+                     .where(Borrower.id == borrower_id)).first()
+    out = {"name": b.name if b else "", "loan_id": loan_id or "", "_lang": b.preferred_language if b else "zh-Hans"}
+    if loan_id:
+        from sqlalchemy import text
+
+        today = ctx.today()
+        row = conn.execute(text(
+            "SELECT l.currency, COALESCE(SUM(i.principal_due + i.interest_due + i.fee_due + i.penalty_due "
+            "- i.paid_principal - i.paid_interest - i.paid_fee - i.paid_penalty), 0), MIN(i.due_on) "
+            "FROM loan l LEFT JOIN installment i ON i.loan_id = l.id AND i.due_on <= :today "
+            "AND i.paid_off_on IS NULL WHERE l.id = :loan GROUP BY l.currency"),
+            {"today": today.isoformat() if conn.dialect.name == "sqlite" else today,
+             "loan": loan_id}).first()
+        if row is not None:
+            out["amount_due"] = f"{row[0]} {format_minor(int(row[1]), row[0])}"
+            oldest = row[2]
+            if oldest is not None:
+                oldest_d = oldest if not isinstance(oldest, str) else datetime.fromisoformat(oldest).date()
+                out["days_past_due"] = str(max((today - oldest_d).days, 0))
+    return out
+
+
+def compose(ctx: Context, item: _Leased,
+            variables: Mapping[str, str] = DEFAULT_VARIABLES) -> tuple[str, str, str]:
+    """(to, subject, body) for an item; InvalidInput/NotFound when it cannot be composed."""
+    with ctx.db.read() as conn:
+        to = _address(ctx, conn, item.borrower_id, item.channel)
+        if not to:
+            raise InvalidInput(f"the borrower has no {'e-mail address' if item.channel == 'email' else 'valid phone'}",
+                               record=f"queue item {item.id}", field="to")
+        if not item.template_id:
+            raise InvalidInput("no template", record=f"queue item {item.id}", field="template_id")
+        values = {**variables, **loan_variables(ctx, conn, item.borrower_id, item.loan_id)}
+        tpl = get_template(conn, item.template_id, values.pop("_lang"))
+    subject, body = render(tpl, values)
+    return to, subject, body
+
+
+# --------------------------------------------------------------------------------------------
+# One pass
+# --------------------------------------------------------------------------------------------
+
+
+def _backoff(attempts: int) -> timedelta:
+    return min(BACKOFF_BASE * (2 ** max(attempts - 1, 0)), BACKOFF_CAP)
+
+
+def _reasons(decision: Any) -> str:
+    denials = [f for f in decision.reasons if f.effect == "deny"]
+    return "; ".join(f"{f.rule_id}: {f.message('en')}" for f in denials)[:2000] or "denied"
+
+
+def work_once(ctx: Context, worker_id: str, limit: int = 50, *,
+              channels: Mapping[str, ChannelAdapter] | None = None,
+              variables: Mapping[str, str] = DEFAULT_VARIABLES,
+              fault: Callable[[str, int], None] | None = None) -> WorkReport:
+    """Lease up to ``limit`` due items and carry each out (see the module docstring).
+    ``channels``: adapters by channel (default: from settings). ``fault(point, item_id)`` is a
+    test hook called at ``after_permit`` and ``after_send``."""
+    if channels is None:
+        from parley.adapters.channels.base import build_channels
+
+        channels = build_channels(ctx.settings)
+    handled = tuple(c for c in WORKER_CHANNELS if c in channels)
+    if not handled:
+        return WorkReport()
+    items = lease(ctx, worker_id, limit, handled)
+    results = [_carry_out(ctx, worker_id, it, channels[it.channel], variables, fault)
+               for it in items]
+    count = {s: sum(1 for r in results if r.status == s) for s in
+             ("sent", "rescheduled", "dropped", "retried", "failed", "skipped")}
+    return WorkReport(len(items), count["sent"], count["rescheduled"], count["dropped"],
+                      count["retried"], count["failed"], count["skipped"], tuple(results))
+
+
+def _carry_out(ctx: Context, worker_id: str, item: _Leased, adapter: ChannelAdapter,
+               variables: Mapping[str, str],
+               fault: Callable[[str, int], None] | None) -> ItemResult:
+    from parley.services.permits import PermitRequest, check_contact, request_permit
+
+    key = f"queue:{item.id}"
+    now = ctx.clock.now()
+    if item.last_reason == SENDING and not adapter.idempotent:
+        reason = (f"unconfirmed: a worker stopped while sending through {adapter.name}, which "
+                  "does not deduplicate; not sent again — check the provider's log")
+        with ctx.db.transaction() as conn:
+            _mark(conn, item, worker_id, status="failed", last_reason=reason, lease_until=None,
+                  updated_at=now)
+        return ItemResult(item.id, "failed", reason)
+    try:
+        to, subject, body = compose(ctx, item, variables)
+    except (InvalidInput, NotFound) as exc:  # no address or no template: nothing to send
+        with ctx.db.transaction() as conn:
+            _mark(conn, item, worker_id, status="dropped", last_reason=str(exc)[:2000],
+                  lease_until=None, updated_at=now)
+        return ItemResult(item.id, "dropped", str(exc))
+
+    req = PermitRequest(borrower_id=item.borrower_id, channel=item.channel, purpose=item.purpose,
+                        loan_id=item.loan_id, to=to, text=body, template_id=item.template_id,
+                        queue_item_id=item.id, idempotency_key=key, initiated_by="system")
+    try:
+        with ctx.db.transaction() as conn:
+            permit = request_permit(ctx, req, conn=conn)
+            if not permit.repeated:
+                settled = _settle(conn, item, worker_id, now, permit.allowed, permit.decision,
+                                  permit.decision_id, permit.attempt_id)
+        if permit.repeated:
+            # Permitted by an earlier lease that never finished: that decision is old, so ask
+            # the gate again for *now* (a logged preview) before sending anything.
+            fresh = check_contact(ctx, replace(req, idempotency_key=None))
+            with ctx.db.transaction() as conn:
+                settled = _settle(conn, item, worker_id, now, fresh.allowed and permit.allowed,
+                                  fresh.decision, fresh.decision_id, permit.attempt_id)
+    except _LostLease:
+        return ItemResult(item.id, "skipped", "lease lost to another worker")
+    except (InvalidInput, NotFound, Conflict) as exc:
+        with ctx.db.transaction() as conn:
+            _mark(conn, item, worker_id, status="failed", last_reason=str(exc)[:2000],
+                  lease_until=None, updated_at=now)
+        return ItemResult(item.id, "failed", str(exc))
+    if settled is not None:
+        return settled
+    if fault is not None:
+        fault("after_permit", item.id)
+
+    if not adapter.idempotent:
+        with ctx.db.transaction() as conn:
+            if not _mark(conn, item, worker_id, last_reason=SENDING, updated_at=ctx.clock.now()):
+                return ItemResult(item.id, "skipped", "lease lost to another worker")
+    try:
+        receipt = adapter.send(Message(channel=item.channel, to=to, body=body, subject=subject,
+                                       idempotency_key=key, reference=str(permit.attempt_id or "")))
+    except ChannelError as exc:
+        now = ctx.clock.now()
+        with ctx.db.transaction() as conn:
+            if exc.transient and item.attempts < MAX_ATTEMPTS:
+                nxt = now + _backoff(item.attempts)
+                _mark(conn, item, worker_id, status="pending", lease_until=None, not_before=nxt,
+                      last_reason=f"retry: {exc}"[:2000], updated_at=now)
+                return ItemResult(item.id, "retried", str(exc), nxt)
+            _mark(conn, item, worker_id, status="failed", lease_until=None,
+                  last_reason=f"failed: {exc}"[:2000], updated_at=now)
+        return ItemResult(item.id, "failed", str(exc))
+    if fault is not None:
+        fault("after_send", item.id)
+    with ctx.db.transaction() as conn:
+        # Sent is the truth even if the item was cancelled meanwhile (the permit preceded it).
+        conn.execute(update(ContactQueueItem).where(_q.c.id == item.id).values(
+            status="sent", lease_until=None, updated_at=ctx.clock.now(),
+            last_reason=f"{receipt.provider}:{receipt.message_id}"
+                        + (" (duplicate)" if receipt.duplicate else "")))
+    return ItemResult(item.id, "sent", "", None, receipt.message_id)
+
+
+class _LostLease(Exception):
+    pass
+
+
+def _settle(conn: Connection, item: _Leased, worker_id: str, now: datetime, allowed: bool,
+            decision: Any, decision_id: int, attempt_id: int | None) -> ItemResult | None:
+    """Store the permit on the item; for a denial, reschedule or drop it and say so.
+    None = allowed, go on and send. Raises _LostLease when the lease is no longer ours."""
+    if allowed:
+        if not _mark(conn, item, worker_id, attempt_id=attempt_id, decision_id=decision_id,
+                     updated_at=now):
+            raise _LostLease
+        return None
+    reason = _reasons(decision)
+    if decision.next_allowed_at is not None:
+        if not _mark(conn, item, worker_id, status="pending", lease_until=None,
+                     not_before=decision.next_allowed_at, decision_id=decision_id,
+                     last_reason=reason, updated_at=now):
+            raise _LostLease
+        return ItemResult(item.id, "rescheduled", reason, decision.next_allowed_at)
+    if not _mark(conn, item, worker_id, status="dropped", lease_until=None,
+                 decision_id=decision_id, last_reason=reason, updated_at=now):
+        raise _LostLease
+    return ItemResult(item.id, "dropped", reason)
+
+
+def run_worker(ctx: Context, worker_id: str, *, channels: Mapping[str, ChannelAdapter] | None = None,
+               limit: int = 50, poll_seconds: float = 2.0, once: bool = False,
+               max_items: int | None = None, stop: threading.Event | None = None,
+               on_pass: Callable[[WorkReport], None] | None = None) -> WorkReport:
+    """Run passes until ``stop`` is set (or, with ``once``, until nothing is due; with
+    ``max_items``, until that many items were leased). Sleeps ``poll_seconds`` when idle."""
+    total = WorkReport()
+    while stop is None or not stop.is_set():
+        n = limit if max_items is None else min(limit, max_items - total.leased)
+        if n <= 0:
+            break
+        report = work_once(ctx, worker_id, n, channels=channels)
+        total = total + report
+        if on_pass is not None:
+            on_pass(report)
+        if report.leased == 0:
+            if once:
+                break
+            if stop is not None:
+                stop.wait(poll_seconds)
+            else:
+                _time.sleep(poll_seconds)
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# Collector tasks: calls (and the 面谈 / visit tasks that appointments are booked from)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CallTask:
+    """A task in a collector's queue. target: the call queue, interview mode or visit spec."""
+
+    item_id: int
+    borrower_id: str
+    loan_id: str | None
+    channel: str
+    state: str
+    target: str
+    priority: int
+    not_before: datetime
+    collector_id: str | None
+
+
+def collector_queue(ctx: Context, collector_id: str, limit: int = 50,
+                    include_pool: bool = True) -> list[CallTask]:
+    """Due call / 面谈 / visit tasks for the collector (and unassigned ones if ``include_pool``),
+    in priority order."""
+    now = ctx.clock.now()
+    who = _q.c.collector_id == collector_id
+    if include_pool:
+        who = or_(who, _q.c.collector_id.is_(None))
+    with ctx.db.read() as conn:
+        rows = conn.execute(select(
+            _q.c.id, _q.c.borrower_id, _q.c.loan_id, _q.c.channel, _q.c.state, _q.c.template_id,
+            _q.c.priority, _q.c.not_before, _q.c.collector_id).where(
+            _q.c.channel.in_(COLLECTOR_CHANNELS), _q.c.status == "pending", _q.c.not_before <= now, who)
+            .order_by(_q.c.priority, _q.c.not_before, _q.c.id).limit(limit)).all()
+    return [CallTask(r[0], r[1], r[2], r[3], r[4], r[5] or "", r[6], r[7], r[8]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class CallStart:
+    """allowed: the gate's answer now; url: the click-to-call link (empty when denied);
+    attempt_id: the recorded attempt to log the outcome against; reasons: why not, if denied."""
+
+    allowed: bool
+    url: str
+    attempt_id: int | None
+    decision_id: int
+    to_masked: str
+    reasons: str
+    next_allowed_at: datetime | None
+
+
+def _collector(conn: Connection, collector_id: str) -> Any:
+    row = conn.execute(select(StaffUser.id, StaffUser.display_name, StaffUser.badge_number,
+                              StaffUser.agency_id, StaffUser.active)
+                       .where(StaffUser.id == collector_id)).first()
+    if row is None or not row.active:
+        raise NotFound(f"no active collector {collector_id!r}")
+    return row
+
+
+def start_call(ctx: Context, item_id: int, collector_id: str,
+               click: ClickToCall | None = None) -> CallStart:
+    """"May I call now?" for a call task, decided and recorded by the gate under the
+    collector's identity; when allowed, the click-to-call link for the borrower's number."""
+    from parley.services.permits import PermitRequest, request_permit
+
+    click = click or ClickToCall()
+    with ctx.db.read() as conn:
+        item = conn.execute(select(_q).where(_q.c.id == item_id)).first()
+        if item is None or item.channel != "call":
+            raise NotFound(f"no call task {item_id}")
+        # A collector may dial again a task they already hold (e.g. the line dropped).
+        if item.status != "pending" and not (item.status == "leased"
+                                             and item.worker_id == collector_id):
+            raise Conflict(f"call task {item_id} is {item.status}")
+        who = _collector(conn, collector_id)
+        to = _address(ctx, conn, item.borrower_id, "call")
+    if not to:
+        raise InvalidInput("the borrower has no valid phone", record=f"call task {item_id}", field="to")
+    key = f"queue:{item_id}:{item.attempts + 1}"
+    req = PermitRequest(borrower_id=item.borrower_id, channel="call", purpose=item.purpose,
+                        loan_id=item.loan_id, to=to, collector_id=collector_id,
+                        agency_id=who.agency_id, badge=who.badge_number, queue_item_id=item_id,
+                        idempotency_key=key, initiated_by="collector")
+    now = ctx.clock.now()
+    with ctx.db.transaction() as conn:
+        permit = request_permit(ctx, req, conn=conn)
+        values: dict[str, Any] = {"decision_id": permit.decision_id, "updated_at": now,
+                                  "collector_id": collector_id}
+        if permit.allowed:
+            values.update(status="leased", worker_id=collector_id, attempt_id=permit.attempt_id,
+                          lease_until=now + timedelta(hours=1), attempts=_q.c.attempts + 1)
+        else:
+            values["last_reason"] = _reasons(permit.decision)
+            if permit.decision.next_allowed_at is not None:
+                values["not_before"] = permit.decision.next_allowed_at
+        conn.execute(update(ContactQueueItem).where(_q.c.id == item_id).values(**values))
+    url = click.url(to=to, item=item_id, key=key, collector=collector_id) if permit.allowed else ""
+    return CallStart(permit.allowed, url, permit.attempt_id, permit.decision_id, permit.to_masked,
+                     "" if permit.allowed else _reasons(permit.decision),
+                     permit.decision.next_allowed_at)
+
+
+RETRY_RESULTS = frozenset({"not_connected", "no_answer", "voicemail"})
+
+
+def log_call_outcome(ctx: Context, item_id: int, attempt_id: int, result: str, *, by: str,
+                     notes: str = "", recording_ref: str | None = None,
+                     retry_after: timedelta = timedelta(hours=2)) -> str:
+    """Record the call's outcome on its attempt (once) and close the task; an unanswered call
+    goes back to the collector's queue ``retry_after`` later. Returns the task's new status."""
+    from parley.services.permits import record_outcome
+
+    with ctx.db.read() as conn:
+        item = conn.execute(select(_q.c.attempt_id, _q.c.status).where(_q.c.id == item_id)).first()
+    if item is None:
+        raise NotFound(f"no call task {item_id}")
+    if item.attempt_id != attempt_id:
+        raise Conflict(f"attempt {attempt_id} is not the current attempt of task {item_id}")
+    record_outcome(ctx, attempt_id, result, recording_ref=recording_ref, notes=notes, by=by)
+    now = ctx.clock.now()
+    status = "pending" if result in RETRY_RESULTS else "done"
+    values: dict[str, Any] = {"status": status, "lease_until": None, "updated_at": now,
+                              "last_reason": f"call {result}" + (f": {notes}" if notes else "")}
+    if status == "pending":
+        values["not_before"] = now + retry_after
+    with ctx.db.transaction() as conn:
+        conn.execute(update(ContactQueueItem).where(_q.c.id == item_id).values(**values))
+    return status
+
+
+__all__ = [
+    "CallStart", "CallTask", "ItemResult", "ParleyError", "SimulatedCrash", "WorkReport",
+    "collector_queue", "compose", "lease", "log_call_outcome", "run_worker", "start_call",
+    "work_once",
+]

@@ -1,0 +1,328 @@
+"""The daily run: delinquent accounts → state → due actions → contact queue, set-based,
+idempotent, and the same after a crash and a re-run as after one clean run."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from bench.bench_daily_run import seed_accounts
+from sqlalchemy import text
+
+from parley.core.strategy import Arm, Experiment, assign_arm
+from parley.errors import InvalidInput
+from parley.services.context import Context
+from parley.services.daily_run import lawful_hours, proposed_time, run_daily
+
+MONDAY = date(2026, 3, 2)
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+QUEUE_COLS = ("business_date, borrower_id, loan_id, strategy_id, arm, state, action_kind, channel, "
+              "purpose, template_id, priority, not_before, status, collector_id, idempotency_key")
+
+
+def queue(ctx: Context) -> list[tuple]:
+    with ctx.db.read() as c:
+        return [tuple(r) for r in c.execute(text(
+            f"SELECT {QUEUE_COLS} FROM contact_queue ORDER BY idempotency_key"))]
+
+
+def by_loan(ctx: Context) -> dict[str, list[tuple[str, str]]]:
+    out: dict[str, list[tuple[str, str]]] = {}
+    with ctx.db.read() as c:
+        for loan, kind, state in c.execute(text(
+                "SELECT loan_id, action_kind, state FROM contact_queue ORDER BY loan_id, action_kind")):
+            out.setdefault(loan, []).append((state, kind))
+    return out
+
+
+def add_staff(ctx: Context, rows: list[tuple[str, str, str, int]]) -> None:
+    """(id, languages, skills, capacity) collectors."""
+    with ctx.db.transaction() as c:
+        for sid, langs, skills, cap in rows:
+            c.execute(text(
+                "INSERT INTO staff_user (id, username, display_name, role, badge_number, password_hash, "
+                "languages, skills, daily_capacity, active, created_at) VALUES (:id, :id, :id, 'collector', "
+                ":badge, '', :l, :s, :cap, :t, :at)"),
+                {"id": sid, "badge": f"G-{sid}", "l": langs, "s": skills, "cap": cap, "t": True,
+                 "at": datetime(2026, 1, 1, tzinfo=UTC)})
+
+
+def add_agreement(ctx: Context, loan: str, borrower: str, status: str) -> None:
+    """An agreement row with the given status (other required columns filled generically, as
+    the agreements service owns their meaning)."""
+    from sqlalchemy import Integer, String
+
+    from parley.store.models.agreements import Agreement
+
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    values: dict[str, object] = {"id": f"A-{loan}", "borrower_id": borrower, "loan_id": loan,
+                                 "kind": "installment_plan", "status": status, "currency": "CNY",
+                                 "terms": "{}", "proposed_by": "x", "proposed_at": at}
+    for col in Agreement.__table__.columns:
+        if col.name in values or col.nullable or col.default is not None:
+            continue
+        values[col.name] = (f"{col.name}-{loan}" if isinstance(col.type, String)
+                            else 0 if isinstance(col.type, Integer) else at)
+    with ctx.db.transaction() as c:
+        c.execute(Agreement.__table__.insert(), values)
+
+
+def test_each_account_gets_its_states_actions_at_a_lawful_preferred_time(ctx: Context) -> None:
+    # dpd 3 → m1_early (sms), 10 → m1_late (call, sms, email), 45 → m2 (call, sms)
+    dpds = [3, 10, 45, 0]
+    seed_accounts(ctx, 4, MONDAY, dpd=lambda i: dpds[i] if dpds[i] else 1)
+    with ctx.db.transaction() as c:  # account 3 is paid up
+        c.execute(text("UPDATE installment SET paid_principal = principal_due, paid_interest = interest_due, "
+                       "paid_off_on = due_on WHERE loan_id = 'LB0000003' AND number = 1"))
+        try:
+            from parley.services.payments import refresh_loan_cache
+        except ImportError:  # a loan book without the cache
+            pass
+        else:
+            refresh_loan_cache(c, ["LB0000003"])
+    report = run_daily(ctx, MONDAY)
+    assert report.accounts == 3
+    assert report.by_state == {"m1_early": 1, "m1_late": 1, "m2": 1}
+    assert report.by_channel == {"call": 2, "email": 1, "sms": 3}
+    assert report.planned == report.inserted == 6
+    assert by_loan(ctx) == {
+        "LB0000000": [("m1_early", "sms")],
+        "LB0000001": [("m1_late", "call"), ("m1_late", "email"), ("m1_late", "sms")],
+        "LB0000002": [("m2", "call"), ("m2", "sms")],
+    }
+    with ctx.db.read() as c:
+        rows = {(r.loan_id, r.action_kind): r for r in c.execute(text(
+            "SELECT loan_id, action_kind, not_before, idempotency_key, template_id, status FROM contact_queue"))}
+    sms = rows[("LB0000000", "sms")]
+    assert sms.idempotency_key == "2026-03-02|LB0000000|sms"
+    assert sms.template_id == "early_reminder" and sms.status == "pending"
+    # preferred 10:00-12:00 Shanghai (borrower 0's zone) → 02:00 UTC
+    nb = sms.not_before if isinstance(sms.not_before, datetime) else datetime.fromisoformat(sms.not_before)
+    assert (nb if nb.tzinfo else nb.replace(tzinfo=UTC)) == datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+    # the m2 call: borrower 2 is in Shanghai too; 09:00 local
+    assert rows[("LB0000002", "call")].template_id == "early-stage"
+
+
+def test_running_the_same_day_twice_adds_nothing(ctx: Context) -> None:
+    seed_accounts(ctx, 60, MONDAY)
+    first = run_daily(ctx, MONDAY)
+    before = queue(ctx)
+    second = run_daily(ctx, MONDAY)
+    assert first.inserted == first.planned > 60
+    assert second.planned == first.planned and second.inserted == 0
+    assert queue(ctx) == before
+
+
+@pytest.mark.parametrize("crash_after", ["planned", "queue:1", "queue:3"])
+def test_a_run_killed_halfway_and_run_again_equals_one_clean_run(ctx: Context, crash_after: str) -> None:
+    seed_accounts(ctx, 40, MONDAY)
+    add_staff(ctx, [("C1", "zh-Hans,zh-Hant", "", 5), ("C2", "zh-Hans,en", "lang:yue", 4)])
+
+    def crash(step: str) -> None:
+        if step == crash_after:
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        run_daily(ctx, MONDAY, chunk_size=7, fault=crash)
+    partial = queue(ctx)
+    assert (len(partial) == 0) == (crash_after == "planned")
+    rerun = run_daily(ctx, MONDAY, chunk_size=7)
+    assert 0 < rerun.inserted <= rerun.planned
+    assert rerun.inserted == rerun.planned - len(partial)
+    recovered = queue(ctx)
+    with ctx.db.transaction() as c:
+        c.execute(text("DELETE FROM contact_queue"))
+    clean = run_daily(ctx, MONDAY)
+    assert clean.inserted == clean.planned == len(recovered)
+    assert queue(ctx) == recovered
+    assert any(r[13] is not None for r in recovered)  # some calls were assigned
+
+
+def test_accounts_under_an_agreement_or_hold_get_no_action(ctx: Context) -> None:
+    seed_accounts(ctx, 3, MONDAY, dpd=lambda i: 10)
+    add_agreement(ctx, "LB0000000", "B0000000", "active")
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    with ctx.db.transaction() as c:
+        c.execute(text("INSERT INTO hold (borrower_id, loan_id, kind, started_at, source, note, created_by) "
+                       "VALUES ('B0000001', NULL, 'dispute', :at, 'staff', '', 'x')"), {"at": at})
+    report = run_daily(ctx, MONDAY)
+    assert report.enforcement_off == 2
+    assert report.by_state == {"enforcement_off": 2, "m1_late": 1}
+    assert set(by_loan(ctx)) == {"LB0000002"}
+
+
+def test_an_ended_hold_and_a_broken_agreement_no_longer_switch_enforcement_off(ctx: Context) -> None:
+    seed_accounts(ctx, 2, MONDAY, dpd=lambda i: 10)
+    add_agreement(ctx, "LB0000000", "B0000000", "broken")
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    with ctx.db.transaction() as c:
+        c.execute(text("INSERT INTO hold (borrower_id, kind, started_at, ended_at, source, note, created_by) "
+                       "VALUES ('B0000001', 'dispute', :at, :at, 'staff', '', 'x')"), {"at": at})
+    assert run_daily(ctx, MONDAY).by_state == {"m1_late": 2}
+
+
+def test_reevaluation_interval_and_cap_read_the_queue_history(ctx: Context) -> None:
+    # dpd 3 on Monday: m1_early sms, reevaluate_every_days 2, at most 2 in 7 days
+    seed_accounts(ctx, 1, MONDAY, dpd=lambda i: 3)
+    kinds = {}
+    for k in range(7):
+        day = MONDAY + timedelta(days=k)
+        kinds[day.isoformat()] = run_daily(ctx, day).by_channel.get("sms", 0)
+    # m1_early: due Mon; not Tue (1 day < 2); Wed (2 days later); Thu no; Fri: already 2 in the
+    # last 7 days → capped. Sat (dpd 8) is m1_late, whose sms waits 3 days: due (Wed + 3); Sun not.
+    assert kinds == {"2026-03-02": 1, "2026-03-03": 0, "2026-03-04": 1, "2026-03-05": 0,
+                     "2026-03-06": 0, "2026-03-07": 1, "2026-03-08": 0}
+    assert run_daily(ctx, date(2026, 3, 10)).by_channel.get("sms", 0) == 1
+
+
+def test_weekday_filter_uses_the_business_date(ctx: Context) -> None:
+    seed_accounts(ctx, 1, date(2026, 3, 8), dpd=lambda i: 10)  # a Sunday: m1_late calls are mon-fri
+    report = run_daily(ctx, date(2026, 3, 8))
+    assert report.by_channel == {"email": 1, "sms": 1}
+
+
+def test_calls_go_to_collectors_by_capacity_and_skill(ctx: Context) -> None:
+    # 20 accounts at dpd 45: most are m2 (call needs lang:zh); every 23rd borrower (i=0) has
+    # tag lang_yue → m2_cantonese (needs lang:yue). Language: i%5 == 4 speaks en.
+    seed_accounts(ctx, 20, MONDAY, dpd=lambda i: 45)
+    add_staff(ctx, [("ZH1", "zh-Hans", "", 3), ("ZH2", "zh-Hans,en", "", 3),
+                    ("YUE", "zh-Hant,zh-Hans", "lang:yue", 2)])
+    report = run_daily(ctx, MONDAY)
+    assert report.by_channel["call"] == 20
+    assert report.calls_assigned == 8 and report.calls_unassigned == 12
+    with ctx.db.read() as c:
+        rows = c.execute(text(
+            "SELECT q.collector_id, q.state, b.preferred_language FROM contact_queue q "
+            "JOIN borrower b ON b.id = q.borrower_id WHERE q.channel = 'call'")).all()
+    load: dict[str, int] = {}
+    for collector, state, lang in rows:
+        if collector is None:
+            continue
+        load[collector] = load.get(collector, 0) + 1
+        if state == "m2_cantonese":
+            assert collector == "YUE"
+        if lang == "en":
+            assert collector == "ZH2"
+    assert load == {"ZH1": 3, "ZH2": 3, "YUE": 2}
+    assert [r for r in rows if r[1] == "m2_cantonese"][0][0] == "YUE"
+
+
+def test_champion_challenger_split_is_stable_and_reported_per_arm(ctx: Context) -> None:
+    seed_accounts(ctx, 200, MONDAY)
+    exp = Experiment("q1", "seed-a", (Arm("default", 70), Arm("challenger", 30)))
+    report = run_daily(ctx, MONDAY, experiment=exp)
+    expected: dict[str, int] = {}
+    for i in range(200):
+        arm = assign_arm(exp, f"B{i:07d}").strategy
+        expected[arm] = expected.get(arm, 0) + 1
+    assert report.by_arm == expected
+    with ctx.db.read() as c:
+        arms = dict(c.execute(text("SELECT DISTINCT borrower_id, arm FROM contact_queue")).all())
+        stored = c.execute(text("SELECT COUNT(*) FROM borrower_arm WHERE seed = 'seed-a'")).scalar()
+    assert stored == 200
+    for bid, arm in arms.items():
+        assert arm == f"q1/{assign_arm(exp, bid).strategy}"
+    again = run_daily(ctx, MONDAY, experiment=exp)
+    assert again.by_arm == expected and again.inserted == 0
+
+
+def test_several_strategies_without_an_experiment_are_refused(ctx: Context) -> None:
+    with pytest.raises(InvalidInput, match="experiment"):
+        run_daily(ctx, MONDAY, strategy_ids=["default", "challenger"])
+
+
+def test_proposed_time_is_inside_preferred_and_lawful_hours_in_every_zone() -> None:
+    lawful = lawful_hours("CN", "sms", "CN")
+    assert lawful == (8 * 60, 22 * 60)
+    # Shanghai alone, preferred 07:00-09:00 → 08:00 local (lawful starts at 08:00)
+    t = proposed_time(MONDAY, ("Asia/Shanghai",), ((7 * 60, 9 * 60),), lawful, SHANGHAI)
+    assert t.astimezone(SHANGHAI).time().hour == 8
+    # Shanghai and Urumqi (UTC+6): 08:00 in Urumqi is 10:00 in Shanghai
+    t = proposed_time(MONDAY, ("Asia/Shanghai", "Asia/Urumqi"), (), lawful, SHANGHAI)
+    assert t == datetime(2026, 3, 2, 2, 0, tzinfo=UTC)
+    # unknown zone: start of the day in the lender's zone; the gate decides at send time
+    t = proposed_time(MONDAY, (), (), lawful, SHANGHAI)
+    assert t == datetime(2026, 3, 2, 0, 0, tzinfo=SHANGHAI)
+
+
+def test_the_set_based_run_agrees_with_the_pure_evaluator_day_after_day(ctx: Context) -> None:
+    """For every account and day: the queue's new items are exactly ``due_actions`` of the pure
+    ``evaluate`` on the same facts, with the history taken from the queue before that day."""
+    from parley.core.strategy import AccountSnapshot, ActionHistory, due_actions, evaluate
+    from parley.services.daily_run import resolve_strategy
+
+    strategy = resolve_strategy("default")
+    n = 120
+    seed_accounts(ctx, n, MONDAY, dpd=lambda i: 1 + (i * 37) % 200)
+    with ctx.db.transaction() as c:  # some tags the strategy reads
+        c.execute(text("UPDATE borrower SET tags = ',no_field_visit,' WHERE id LIKE '%7'"))
+        c.execute(text("UPDATE borrower SET tags = ',lang_yue,vip,' WHERE id LIKE '%3'"))
+    add_agreement(ctx, "LB0000005", "B0000005", "active")
+    add_agreement(ctx, "LB0000006", "B0000006", "broken")
+    add_agreement(ctx, "LB0000016", "B0000016", "broken")  # two broken promises
+    with ctx.db.transaction() as c:
+        c.execute(text("UPDATE agreement SET id = 'A-LB0000016b' WHERE loan_id = 'LB0000016'"))
+    add_agreement(ctx, "LB0000016", "B0000016", "broken")
+    with ctx.db.transaction() as c:
+        c.execute(text("INSERT INTO hold (borrower_id, kind, started_at, source, note, created_by) "
+                       "VALUES ('B0000009', 'vulnerable', :at, 'staff', '', 'x')"),
+                  {"at": datetime(2026, 3, 1, tzinfo=UTC)})
+        facts = {r.loan_id: r for r in c.execute(text(
+            "SELECT l.id AS loan_id, l.borrower_id, l.currency, l.product, b.risk_score, b.tags, "
+            "(SELECT SUM(CASE WHEN i.number = 1 THEN i.principal_due + i.interest_due ELSE i.principal_due END) "
+            " FROM installment i WHERE i.loan_id = l.id) AS balance, "
+            "(SELECT MIN(i.due_on) FROM installment i WHERE i.loan_id = l.id) AS due_on "
+            "FROM loan l JOIN borrower b ON b.id = l.borrower_id"))}
+    off = {"LB0000005": "agreement_active", "LB0000009": "hold"}
+    broken = {"LB0000006": 1, "LB0000016": 2}
+    for day in [MONDAY + timedelta(days=k) for k in range(0, 12)]:
+        with ctx.db.read() as c:
+            history = c.execute(text(
+                "SELECT loan_id, action_kind, business_date FROM contact_queue "
+                "WHERE status NOT IN ('cancelled', 'dropped')")).all()
+        done: dict[str, list[tuple[str, date]]] = {}
+        for loan, kind, on in history:
+            done.setdefault(loan, []).append((kind, on if isinstance(on, date) else date.fromisoformat(on)))
+        expected: set[tuple[str, str, str]] = set()
+        for loan, f in facts.items():
+            due_on = f.due_on if isinstance(f.due_on, date) else date.fromisoformat(f.due_on)
+            dpd = (day - due_on).days
+            tags = frozenset(t for t in (f.tags or "").split(",") if t) | (
+                {off[loan]} if loan in off else set())
+            account = AccountSnapshot(loan, f.borrower_id, loan, dpd, ctx.buckets.bucket_for(dpd),
+                                      int(f.balance), f.currency, f.product, f.risk_score,
+                                      broken.get(loan, 0), tags)
+            ev = evaluate(strategy, account, day)
+            for action in due_actions(ev, ActionHistory(tuple(done.get(loan, ()))), day):
+                expected.add((loan, ev.state_name or "", action.kind))
+        report = run_daily(ctx, day)
+        with ctx.db.read() as c:
+            got = {(r[0], r[1], r[2]) for r in c.execute(text(
+                "SELECT loan_id, state, action_kind FROM contact_queue WHERE business_date = :d"),
+                {"d": day})}
+        assert got == expected, day
+        assert report.inserted == len(expected)
+
+
+def test_parley_run_prints_a_summary_by_state_and_channel(ctx: Context, db_url: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from parley.faces.cli.main import app
+
+    seed_accounts(ctx, 30, MONDAY)
+    monkeypatch.setenv("PARLEY_DATABASE_URL", db_url)
+    runner = CliRunner()
+    table = runner.invoke(app, ["run", "--as-of", "2026-03-02"])
+    assert table.exit_code == 0, table.output
+    assert "Daily run 2026-03-02: 30 delinquent accounts" in table.output
+    assert "m1_late" in table.output and "total" in table.output
+    again = runner.invoke(app, ["run", "--as-of", "2026-03-02", "--json"])
+    data = json.loads(again.stdout)
+    assert data["accounts"] == 30 and data["inserted"] == 0 and data["planned"] > 30
+    assert sum(data["by_channel"].values()) == data["planned"]
+    bad = runner.invoke(app, ["run", "--as-of", "2026-02-30"])
+    assert bad.exit_code == 2 and "as-of" in bad.output
