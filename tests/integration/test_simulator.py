@@ -1,0 +1,161 @@
+"""The simulator: deterministic for a seed, Parley never breaks a rule, and the naive run's
+violations are found by the same judge (the pure gate on the true facts), not written in."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from parley.adapters.clock import FixedClock
+from parley.sim import engine
+from parley.sim.engine import SimConfig, simulate
+from parley.sim.judge import VIOLATION_KEYS
+from parley.sim.report import html_report, write_html
+from tests.conftest import make_ctx
+
+SMALL = SimConfig(borrowers=150, days=8, seed=7)
+REQUIRED = ("contacts", "right_party_contacts", "recovered", "agreements_made",
+            "agreements_kept", "contacts_after_agreement", "contacts_outside_hours",
+            "cap_breaches", "third_party_disclosures", "complaints")
+
+
+def _simulate(db_url: str, config: SimConfig = SMALL) -> engine.SimResult:
+    ctx = make_ctx(db_url, FixedClock(datetime(2026, 3, 1, 16, 0, tzinfo=UTC)))
+    try:
+        return simulate(config, ctx)
+    finally:
+        ctx.db.dispose()
+
+
+def test_the_summary_has_every_required_key_with_money_as_a_decimal_string(db_url: str) -> None:
+    result = _simulate(db_url)
+    assert set(result.summary) == {"parley", "naive"}
+    for run in ("parley", "naive"):
+        s = result.summary[run]
+        for key in REQUIRED:
+            assert key in s, (run, key)
+        assert isinstance(s["recovered"], str)
+        assert Decimal(s["recovered"]) >= 0
+        assert s["contacts"] > 0
+
+
+def test_parley_breaks_no_rule_while_the_naive_collector_breaks_several(db_url: str) -> None:
+    result = _simulate(db_url)
+    parley, naive = result.summary["parley"], result.summary["naive"]
+    for key in VIOLATION_KEYS:
+        assert parley[key] == 0, key
+    assert parley["violations_by_rule"] == {}
+    assert naive["contacts_after_agreement"] > 0
+    assert naive["third_party_disclosures"] > 0
+    assert sum(naive[k] for k in VIOLATION_KEYS) > 0
+
+
+def test_the_naive_counts_come_from_the_judge(sqlite_template: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every contact of both runs goes through the judge once, and each counter is exactly
+    the number of contacts the judge put in that category."""
+    import shutil
+
+    seen: dict[str, Counter[str]] = {"parley": Counter(), "naive": Counter()}
+    judged = Counter[str]()
+    real = engine.wrongs
+    current: list[str] = []
+
+    def spy(decision, pack):  # type: ignore[no-untyped-def]
+        found = real(decision, pack)
+        run = current[0]
+        judged[run] += 1
+        for k in found:
+            seen[run][k] += 1
+        return found
+
+    original_attempt = engine.Run.attempt
+    original_tick = engine.ParleyRun.tick_until
+
+    def attempt(self, task, at, push):  # type: ignore[no-untyped-def]
+        current[:] = [self.name]
+        return original_attempt(self, task, at, push)
+
+    def tick_until(self, at):  # type: ignore[no-untyped-def]  # the worker's messages
+        current[:] = [self.name]
+        return original_tick(self, at)
+
+    monkeypatch.setattr(engine, "wrongs", spy)
+    monkeypatch.setattr(engine.Run, "attempt", attempt)
+    monkeypatch.setattr(engine.ParleyRun, "tick_until", tick_until)
+    path = tmp_path / "p.db"
+    shutil.copyfile(sqlite_template, path)
+    result = _simulate(f"sqlite:///{path}")
+    for run in ("parley", "naive"):
+        s = result.summary[run]
+        assert judged[run] == s["contacts"]
+        for key in VIOLATION_KEYS:
+            assert s[key] == seen[run][key], (run, key)
+    assert sum(seen["naive"].values()) > 0
+    assert sum(seen["parley"].values()) == 0
+
+
+def test_the_same_seed_gives_identical_json_across_processes(tmp_path: Path) -> None:
+    """Run the CLI twice with different string-hash seeds: byte-identical output."""
+    outputs = []
+    for hashseed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hashseed, "PARLEY_VAR_DIR": str(tmp_path / hashseed)}
+        proc = subprocess.run(
+            [sys.executable, "-m", "parley.faces.cli.main", "simulate", "--borrowers", "120",
+             "--days", "6", "--seed", "11", "--format", "json", "--no-report"],
+            capture_output=True, text=True, env=env, timeout=300, check=False)
+        assert proc.returncode == 0, proc.stderr
+        outputs.append(proc.stdout)
+    assert outputs[0] == outputs[1]
+    doc = json.loads(outputs[0])
+    assert set(doc) == {"parley", "naive"}
+
+
+def test_a_different_seed_gives_a_different_portfolio(sqlite_template: Path, tmp_path: Path) -> None:
+    import shutil
+
+    docs = []
+    for seed in (1, 2):
+        path = tmp_path / f"s{seed}.db"
+        shutil.copyfile(sqlite_template, path)
+        docs.append(_simulate(f"sqlite:///{path}", SimConfig(borrowers=80, days=5, seed=seed)).summary)
+    assert docs[0] != docs[1]
+
+
+def test_the_report_is_self_contained_html_with_the_four_charts(sqlite_template: Path,
+                                                                tmp_path: Path) -> None:
+    import shutil
+
+    path = tmp_path / "r.db"
+    shutil.copyfile(sqlite_template, path)
+    result = _simulate(f"sqlite:///{path}", SimConfig(borrowers=80, days=5, seed=3))
+    page = html_report(result)
+    assert page.count("<svg") == 4
+    assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    for title in ("Recovery curve by bucket", "Contacts per day by channel",
+                  "Agreements over time", "Violations prevented, by rule"):
+        assert title in page
+    written = write_html(result, tmp_path / "reports")
+    assert written.read_text(encoding="utf-8") == page
+
+
+def test_the_simulator_refuses_a_database_that_is_not_empty(sqlite_template: Path,
+                                                            tmp_path: Path) -> None:
+    import shutil
+
+    from parley.errors import InvalidInput
+
+    path = tmp_path / "twice.db"
+    shutil.copyfile(sqlite_template, path)
+    _simulate(f"sqlite:///{path}", SimConfig(borrowers=20, days=1, seed=1))
+    with pytest.raises(InvalidInput) as err:
+        _simulate(f"sqlite:///{path}", SimConfig(borrowers=20, days=1, seed=1))
+    assert err.value.field == "database_url"
