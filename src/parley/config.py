@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     grace_days: int = Field(default=0, ge=0, le=60)
     buckets: str = Field(default="M0:0-0,M1:1-30,M2:31-60,M3:61-90,M4:91-120,M5:121-150,M6+:151-")
     waterfall: str = Field(default="penalty,fee,interest,principal;installment-major")
+    complaint_ack_business_days: int = Field(default=1, ge=0, le=30, description="acknowledge a complaint within")
+    complaint_resolve_business_days: int = Field(default=15, ge=1, le=90, description="resolve a complaint within")
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
     smtp_sender: str = "collections@parley.example"

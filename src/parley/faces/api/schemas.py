@@ -1,0 +1,207 @@
+"""API input and output models (separate per entity; table classes never double as schemas).
+
+Money crosses the API as a decimal string in major units ("1234.56"): never a JSON number, so
+no client's float can round it. The pattern is in the OpenAPI document, so generated clients
+and fuzzers know the shape.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MONEY_PATTERN = r"^[0-9]{1,15}(\.[0-9]{1,4})?$"
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
+
+Money = Annotated[
+    str,
+    Field(pattern=MONEY_PATTERN, min_length=1, max_length=20, examples=["1234.56"],
+          description="a decimal amount in major units, as a string"),
+]
+Id = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=64)]
+
+
+class ErrorBody(BaseModel):
+    message: str
+    field: str = ""
+    record: str = ""
+
+
+class ErrorOut(BaseModel):
+    """Every error: what is wrong, which field, which record (e.g. 'loans.csv row 17')."""
+
+    error: ErrorBody
+    errors: list[ErrorBody] = []
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorOut, "description": text}
+    for code, text in (
+        (401, "not signed in / no valid API key"),
+        (403, "not allowed (role or CSRF)"),
+        (404, "not found (or not visible to you: same answer)"),
+        (409, "conflicts with the current state"),
+        (422, "invalid input; names the field"),
+        (429, "rate limited"),
+    )
+}
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PaymentIn(Strict):
+    payment_id: Id = Field(description="the lender's idempotency key: posted exactly once")
+    loan_id: Id
+    paid_at: datetime = Field(description="with a UTC offset")
+    amount: Money
+
+
+class AllocationLine(BaseModel):
+    installment: int
+    component: str
+    amount: Money
+
+
+class PaymentOut(BaseModel):
+    payment_id: str
+    loan_id: str
+    amount: Money
+    paid_on: str
+    already_posted: bool
+    allocation: list[AllocationLine]
+    credit: Money
+
+
+class ImportOut(BaseModel):
+    kind: str
+    file: str
+    rows: int
+    inserted: int
+    unchanged: int
+    installments: int
+
+
+class Overdue(BaseModel):
+    principal: Money
+    interest: Money
+    fee: Money
+    penalty: Money
+    total: Money
+
+
+class InstallmentOut(BaseModel):
+    number: int
+    due_on: str
+    principal: Money
+    interest: Money
+    fee: Money
+    penalty: Money
+    due: Money
+    paid: Money
+    paid_off_on: str | None
+
+
+class LoanOut(BaseModel):
+    id: str
+    borrower_id: str
+    currency: str
+    principal: Money
+    annual_rate: str = Field(description="percent per year, exact decimal string")
+    term: int
+    method: str
+    disbursed_on: str
+    first_due_on: str
+    status: str
+    product: str
+    agency_id: str | None
+    as_of: str
+    overdue: Overdue
+    overdue_since: str | None
+    days_past_due: int
+    bucket: str | None
+    outstanding_principal: Money
+    paid_total: Money
+    credit: Money
+    schedule: list[InstallmentOut]
+
+
+Category = Literal[
+    "harassment", "contact_after_agreement", "third_party_contact", "unidentified_caller",
+    "wrong_amount", "identity", "other",
+]
+
+
+class ComplaintIn(Strict):
+    borrower_id: Id
+    category: Category
+    description: str = Field(default="", max_length=4000)
+    loan_id: Id | None = None
+    contact_ids: list[Annotated[int, Field(ge=1, le=2**62)]] = Field(default=[], max_length=500)
+
+
+class AssignIn(Strict):
+    staff_id: Id
+
+
+class ResolveIn(Strict):
+    outcome: str = Field(min_length=1, max_length=4000)
+    upheld: bool = True
+
+
+class ComplaintOut(BaseModel):
+    id: str
+    borrower_id: str
+    borrower_name: str
+    loan_id: str | None
+    category: str
+    channel: str
+    description: str
+    status: str
+    filed_at: str
+    acknowledge_due_at: str
+    resolve_due_at: str
+    acknowledged_at: str | None
+    resolved_at: str | None
+    assigned_to: str | None
+    assignee_name: str | None
+    outcome: str
+    hold_id: int | None
+    evidence_count: int
+    acknowledge_overdue: bool
+    resolve_overdue: bool
+
+
+class EvidenceContact(BaseModel):
+    id: int
+    at: str
+    channel: str
+    to_masked: str
+    collector_id: str | None
+    collector_name: str | None
+    badge: str | None
+    agency_id: str | None
+    content: str
+    result: str | None
+    recording_ref: str | None
+
+
+class EvidenceOut(BaseModel):
+    id: int
+    note: str
+    contact: EvidenceContact | None
+
+
+class ComplaintDetailOut(ComplaintOut):
+    evidence: list[EvidenceOut]
+
+
+class Created(BaseModel):
+    id: str
+
+
+class Done(BaseModel):
+    ok: bool = True

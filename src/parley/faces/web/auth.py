@@ -1,0 +1,124 @@
+"""Web sign-in plumbing shared by the pages and the API: the session cookie, the current
+session, CSRF checks, the client address, and the one role check (a dependency factory).
+
+Sessions are server-side (`services.auth`); the cookie carries only a random token
+(HttpOnly, SameSite=Lax, Secure outside development). Every state-changing request made with a
+session cookie must carry the session's CSRF token, in the form field `csrf_token` or the
+`X-CSRF-Token` header (HTMX sends the header, set once on <body>). Before sign-in, forms use a
+double-submit token: a random cookie echoed in the form.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from parley.errors import Forbidden
+from parley.services import auth as auth_service
+from parley.services.auth import Actor, Session
+from parley.services.context import Context
+
+SESSION_COOKIE = "parley_session"
+PRE_COOKIE = "parley_pre"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class NotSignedIn(Exception):
+    """No valid session: pages redirect to sign-in, the API answers 401."""
+
+    def __init__(self, kind: str = "staff") -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+class CsrfFailed(Exception):
+    """A state-changing request without the right CSRF token (answered 403)."""
+
+
+def get_ctx(request: Request) -> Context:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+CtxDep = Annotated[Context, Depends(get_ctx)]
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+def cookie_secure(ctx: Context) -> bool:
+    return ctx.settings.env == "production"
+
+
+def current_session(request: Request) -> Session | None:
+    """The live session for this request (cached on the request), or None."""
+    if hasattr(request.state, "parley_session"):
+        return request.state.parley_session  # type: ignore[no-any-return]
+    ctx = get_ctx(request)
+    policy = getattr(request.app.state, "auth_policy", auth_service.DEFAULT_POLICY)
+    session = auth_service.session_for(ctx, request.cookies.get(SESSION_COOKIE), policy)
+    request.state.parley_session = session
+    return session
+
+
+async def check_csrf(request: Request, session: Session | None) -> None:
+    """Raise CsrfFailed unless an unsafe request carries the right token."""
+    if request.method in SAFE_METHODS:
+        return
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not sent and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        form = await request.form()
+        value = form.get(CSRF_FIELD)
+        sent = value if isinstance(value, str) else ""
+    expected = session.csrf_token if session is not None else request.cookies.get(PRE_COOKIE, "")
+    if not expected or not sent or not hmac.compare_digest(sent, expected):
+        raise CsrfFailed()
+
+
+def pre_token(request: Request) -> str:
+    """The double-submit token for sign-in forms (reuses the cookie when present)."""
+    return request.cookies.get(PRE_COOKIE) or secrets.token_urlsafe(24)
+
+
+async def _session_with_csrf(request: Request, kind: str) -> Session:
+    session = current_session(request)
+    if session is None or session.actor.kind != kind or session.stage != "full":
+        raise NotSignedIn(kind)
+    await check_csrf(request, session)
+    return session
+
+
+async def staff_session(request: Request) -> Session:
+    return await _session_with_csrf(request, "staff")
+
+
+async def borrower_session(request: Request) -> Session:
+    return await _session_with_csrf(request, "borrower")
+
+
+StaffSession = Annotated[Session, Depends(staff_session)]
+BorrowerSession = Annotated[Session, Depends(borrower_session)]
+
+
+def require_roles(*roles: str):  # type: ignore[no-untyped-def]
+    """A dependency: the signed-in staff session, if its role is one of `roles`."""
+    allowed = frozenset(roles)
+
+    async def dependency(request: Request) -> Session:
+        session = await staff_session(request)
+        if session.actor.role not in allowed:
+            raise Forbidden("not allowed for your role")
+        return session
+
+    return Depends(dependency)
+
+
+def actor_of(session: Session) -> Actor:
+    return session.actor
