@@ -354,3 +354,43 @@ def test_another_agencys_agreement_answers_like_a_missing_one(api, world: World)
     h = key(world, "agency-a1")
     assert api.get(f"/api/v1/agreements/{r.json()['id']}", headers=h).status_code == 404
     assert api.get("/api/v1/loans/L2/quote", headers=h).status_code == 404
+
+
+# --- permits: what a lender's dialer or worker calls at the moment of contact ----------------
+
+
+def test_a_permit_is_decided_now_recorded_once_and_its_outcome_reported_once(api, world: World) -> None:
+    body = {"loan_id": "L1", "channel": "call", "idempotency_key": "dialer-42"}
+    first = api.post("/api/v1/gate/permits", json=body, headers=key(world))
+    assert first.status_code == 200, first.text
+    permit = first.json()
+    assert permit["allowed"] is True and permit["attempt_id"] and "****" in permit["to"]
+    again = api.post("/api/v1/gate/permits", json=body, headers=key(world)).json()
+    assert again["attempt_id"] == permit["attempt_id"]  # the same contact, not a second one
+    outcome = {"loan_id": "L1", "result": "no_answer"}
+    url = f"/api/v1/gate/attempts/{permit['attempt_id']}/outcome"
+    assert api.post(url, json=outcome, headers=key(world)).status_code == 200
+    assert api.post(url, json=outcome, headers=key(world)).status_code == 409
+
+
+def test_a_permit_outside_lawful_hours_is_denied_with_the_rule_and_the_next_lawful_time(api, world: World) -> None:
+    from datetime import UTC, datetime
+
+    world.ctx.clock.set(datetime(2026, 3, 2, 15, 0, tzinfo=UTC))  # 23:00 in Shanghai
+    r = api.post("/api/v1/gate/permits", json={"loan_id": "L1", "channel": "sms", "text": "您好，请按时还款。"},
+                 headers=key(world)).json()
+    assert r["allowed"] is False and r["attempt_id"] is None
+    assert any(reason["rule"].startswith("cn.") for reason in r["reasons"])
+    assert datetime.fromisoformat(r["next_allowed_at"]) == datetime(2026, 3, 3, 0, 0, tzinfo=UTC)  # 08:00 in Shanghai
+
+
+def test_a_permit_for_another_agencys_case_answers_like_a_missing_one(api, world: World) -> None:
+    theirs = api.post("/api/v1/gate/permits", json={"loan_id": "L2", "channel": "call"}, headers=key(world, "agency-a1"))
+    missing = api.post("/api/v1/gate/permits", json={"loan_id": "L404", "channel": "call"}, headers=key(world, "agency-a1"))
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.json()["error"]["message"].replace("L2", "X") == missing.json()["error"]["message"].replace("L404", "X")
+
+
+def test_a_bad_permit_request_names_the_field(api, world: World) -> None:
+    r = api.post("/api/v1/gate/permits", json={"loan_id": "L1", "channel": "pigeon"}, headers=key(world))
+    assert r.status_code == 422 and r.json()["error"]["field"].endswith("channel")

@@ -509,6 +509,35 @@ def may_i_call(ctx: Context, actor: Actor, loan_id: str, phone_id: int | None = 
     return _permit_dict(permits.check_contact(ctx, req), lang)
 
 
+PERMIT_CHANNELS = ("call", "sms", "email")
+PERMIT_PURPOSES = ("collection", "agreement_service")
+
+
+def request_contact_permit(ctx: Context, actor: Actor, loan_id: str, *, channel: str, purpose: str,
+                           phone_id: int | None = None, text: str | None = None,
+                           template_id: str | None = None, idempotency_key: str | None = None,
+                           lang: str = "en") -> dict[str, Any]:
+    """A permit for one contact about a visible loan, decided now and recorded with the caller's
+    identity (the API face of `permits.request_permit`, for lenders' dialers and workers). A
+    repeated idempotency key returns the original permit instead of a second contact."""
+    require_role(actor, CALL_ROLES)
+    borrower_id = check_loan_visible(ctx, actor, loan_id)
+    if channel not in PERMIT_CHANNELS:
+        raise InvalidInput(f"{channel!r} is not one of {', '.join(PERMIT_CHANNELS)}", record="permit", field="channel")
+    if purpose not in PERMIT_PURPOSES:
+        raise InvalidInput(f"{purpose!r} is not one of {', '.join(PERMIT_PURPOSES)}", record="permit", field="purpose")
+    if channel == "call" and text:
+        raise InvalidInput("a call carries no text", record="permit", field="text")
+    from dataclasses import replace
+
+    from parley.services.permits import request_permit
+
+    req = replace(_permit_request(ctx, actor, borrower_id, loan_id, phone_id if channel != "email" else None,
+                                  idempotency_key=idempotency_key),
+                  channel=channel, purpose=purpose, text=text or None, template_id=template_id)
+    return _permit_dict(request_permit(ctx, req), lang)
+
+
 CALL_RESULTS = ("conversation", "no_answer", "voicemail", "not_connected", "refused", "wrong_party")
 
 

@@ -1,14 +1,18 @@
-"""POST /api/v1/gate/check: decide one scenario (the body of `parley gate check`, docs/gate.md)."""
+"""The gate over HTTP: check a scenario (the body of `parley gate check`, docs/gate.md), ask for a
+permit for a real contact (what a lender's dialer or worker calls at the moment of contact),
+and record the contact's outcome afterwards."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Path, Query
+from pydantic import Field
 
 from parley.faces.api.deps import ActorDep
-from parley.faces.api.schemas import ERROR_RESPONSES
+from parley.faces.api.schemas import ERROR_RESPONSES, Id, Strict
 from parley.faces.web.auth import CtxDep
+from parley.services import casework
 from parley.services.permits import check_json
 
 router = APIRouter(prefix="/gate", tags=["gate"], responses=ERROR_RESPONSES)
@@ -24,3 +28,49 @@ def gate_check(
     """The gate's decision: allowed or not, every reason (rule id, effect, message, citation),
     and the next lawful time. A malformed scenario answers 422 naming the JSON path."""
     return check_json(ctx, scenario, lang=lang)
+
+
+class PermitIn(Strict):
+    loan_id: Id
+    channel: Literal["call", "sms", "email"]
+    purpose: Literal["collection", "agreement_service"] = "collection"
+    phone_id: int | None = Field(default=None, ge=1, le=2**31 - 1, description="which of the borrower's phones; default the first valid one")
+    text: str | None = Field(default=None, max_length=2000, description="the message, for sms and email (screened)")
+    template_id: Id | None = None
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=200,
+                                        description="repeat-safe: the same key returns the original permit")
+
+
+class OutcomeIn(Strict):
+    loan_id: Id
+    result: Literal["conversation", "no_answer", "voicemail", "not_connected", "refused", "wrong_party"]
+    notes: str = Field(default="", max_length=4000)
+    promise: bool = False
+
+
+@router.post("/permits")
+def gate_permit(
+    body: PermitIn,
+    ctx: CtxDep,
+    actor: ActorDep,
+    lang: Annotated[Literal["en", "zh-Hans", "zh-Hant"], Query()] = "en",
+) -> dict[str, Any]:
+    """Decide a contact now and, when allowed, record it as a contact attempt in the same
+    transaction (`attempt_id`). Denied: the rules, and `next_allowed_at` (null when no time will
+    do). Contact only when `allowed` is true; report the outcome to /gate/attempts/{id}/outcome."""
+    return casework.request_contact_permit(
+        ctx, actor, body.loan_id, channel=body.channel, purpose=body.purpose, phone_id=body.phone_id,
+        text=body.text, template_id=body.template_id, idempotency_key=body.idempotency_key, lang=lang)
+
+
+@router.post("/attempts/{attempt_id}/outcome")
+def gate_outcome(
+    attempt_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+    body: OutcomeIn,
+    ctx: CtxDep,
+    actor: ActorDep,
+) -> dict[str, Any]:
+    """Record what happened on a permitted contact (once). Outcomes feed the caps: a
+    conversation starts Regulation F's seven quiet days; a refusal by a third party is final."""
+    return casework.log_outcome(ctx, actor, body.loan_id, attempt_id, result=body.result, notes=body.notes,
+                                promise=body.promise)
