@@ -12,21 +12,20 @@ scratch database is created and dropped there).
 
 from __future__ import annotations
 
-import os
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
+from bench.pg import throwaway_database
 from parley.adapters.clock import FixedClock
 from parley.config import Settings
 from parley.services.context import Context
-from parley.store.db import Database, bulk_insert, normalise_url
+from parley.store.db import Database, bulk_insert
 from parley.store.migrate import upgrade
 from parley.store.models.loanbook import Loan
 
@@ -158,28 +157,13 @@ def run(quick: bool = False) -> dict[str, Any]:
     out["daily_run_rows_sqlite"] = info["inserted"]
     out["daily_run_steps_sqlite"] = {k: round(v, 2) for k, v in info["timings"].items()}
     ratios = [run_s / floor_s]
-    pg = os.environ.get("PARLEY_BENCH_DATABASE_URL") or os.environ.get("PARLEY_TEST_DATABASE_URL")
-    if pg:
-        admin = create_engine(normalise_url(pg), isolation_level="AUTOCOMMIT")
-        name = f"parley_bench_{uuid.uuid4().hex[:8]}"
-        with admin.connect() as c:
-            c.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            run_s, floor_s, info = _one(normalise_url(pg).rsplit("/", 1)[0] + f"/{name}", n)
-            out["daily_run_1m_s_pg"] = round(run_s, 2)
-            out["queue_write_1m_s_pg"] = round(floor_s, 2)
-            out["daily_run_rows_pg"] = info["inserted"]
-            out["daily_run_steps_pg"] = {k: round(v, 2) for k, v in info["timings"].items()}
-            ratios.append(run_s / floor_s)
-        finally:
-            with admin.connect() as c:
-                c.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                               f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
-                c.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-            admin.dispose()
-    else:
-        out["daily_run_1m_s_pg"] = None
-        out["queue_write_1m_s_pg"] = None
+    with throwaway_database() as url:
+        run_s, floor_s, info = _one(url, n)
+    out["daily_run_1m_s_pg"] = round(run_s, 2)
+    out["queue_write_1m_s_pg"] = round(floor_s, 2)
+    out["daily_run_rows_pg"] = info["inserted"]
+    out["daily_run_steps_pg"] = {k: round(v, 2) for k, v in info["timings"].items()}
+    ratios.append(run_s / floor_s)
     out["daily_run_vs_floor_ratio"] = round(max(ratios), 2)
     out["daily_run_accounts"] = n
     return out

@@ -11,7 +11,8 @@ from sqlalchemy import create_engine, text
 
 from parley.store.db import normalise_url
 
-SERVER = os.environ.get("PARLEY_BENCH_PG_URL", os.environ.get("PARLEY_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
+SERVER = (os.environ.get("PARLEY_BENCH_DATABASE_URL") or os.environ.get("PARLEY_TEST_DATABASE_URL")
+          or "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 @contextmanager

@@ -56,14 +56,20 @@ def _verdict(key: str, value: float) -> str:
     return "meets target" if ok else "misses target"
 
 
+def _fmt(value: float) -> str:
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.3f}"
+
+
 def render_table(results: dict[str, float]) -> str:
     lines = ["| key | what | figure | target | |", "|---|---|---|---|---|"]
     for key in list(TARGETS) + sorted(k for k in results if k not in TARGETS):
         if key not in results:
             continue
         what, target, better = TARGETS.get(key, ("", 0, "higher"))
-        tgt = "" if target == 0 and key != "permit_violations" else (f"≥ {target:g}" if better == "higher" else f"≤ {target:g}")
-        lines.append(f"| `{key}` | {what} | {results[key]:g} | {tgt} | {_verdict(key, results[key])} |")
+        tgt = "" if target == 0 and key != "permit_violations" else (f"≥ {_fmt(target)}" if better == "higher" else f"≤ {_fmt(target)}")
+        lines.append(f"| `{key}` | {what} | {_fmt(results[key])} | {tgt} | {_verdict(key, results[key])} |")
     return "\n".join(lines)
 
 
@@ -98,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         for key, value in figures.items():
             print(f"   {key} = {value}")
-        results.update(figures)
+        # results.json is flat: numbers only (breakdowns are printed above, not stored)
+        results.update({k: v for k, v in figures.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         print(f"   ({time.perf_counter() - started:.0f} s)")
         RESULTS.write_text(json.dumps(dict(sorted(results.items())), indent=2) + "\n")
     meta = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": f"{platform.machine()}, 2 cores",

@@ -9,7 +9,14 @@ from sqlalchemy import func, select
 
 from parley.errors import InvalidInput
 from parley.services.imports import import_file
-from parley.store.models.loanbook import Borrower, BorrowerPhone, Installment, Loan, Payment, ThirdParty
+from parley.store.models.loanbook import (
+    Borrower,
+    BorrowerPhone,
+    Installment,
+    Loan,
+    Payment,
+    ThirdParty,
+)
 from tests.integration.loanbook_data import BORROWERS, LOANS, load_book, write_csv, write_jsonl
 
 
@@ -73,6 +80,7 @@ def test_one_bad_loan_row_writes_nothing_and_names_row_and_field(ctx, tmp_path, 
     assert err.value.field == field
     assert "loans.csv row 2" in err.value.record
     assert counts(ctx) == before  # the good first row was not written either
+    assert orphan_installments(ctx) == 0
 
 
 def test_a_missing_column_is_named(ctx, tmp_path):
@@ -170,6 +178,16 @@ def test_the_parallel_parsing_path_gives_the_same_book_and_the_same_errors(ctx, 
         import_file(ctx, "loans", write_csv(tmp_path / "bad.csv", [dict(LOANS[0], loan_id="L5"), dict(LOANS[1], loan_id="L6", term="x")]))
     assert err.value.field == "term" and "row 2" in err.value.record
     assert counts(ctx)["loan"] == 2
+    assert orphan_installments(ctx) == 0
+
+
+def orphan_installments(ctx) -> int:
+    """Instalments have no FK to loan (bulk-load speed); the import must never leave orphans."""
+    from sqlalchemy import text
+
+    with ctx.db.read() as conn:
+        return conn.execute(text("SELECT COUNT(*) FROM installment i LEFT JOIN loan l ON l.id = i.loan_id "
+                                 "WHERE l.id IS NULL")).scalar_one()
 
 
 def test_the_fast_loan_parser_accepts_exactly_what_the_careful_one_accepts():

@@ -11,18 +11,18 @@ exist in the database or earlier in the same file.
 from __future__ import annotations
 
 import hashlib
-from functools import lru_cache
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 from phonenumbers import timezone as pn_timezone
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import ARRAY, Connection, String, bindparam, func, select
 
 from parley.adapters.crypto import KeyRing, mask_phone
 from parley.adapters.records import SourceRow, read_records
@@ -808,7 +808,18 @@ def _collect(
 
 
 def _existing(conn: Connection, column: Any, hash_column: Any, ids: list[str]) -> dict[str, str]:
+    """{id: hash column} for the ids already stored.
+
+    On PostgreSQL the ids go in as one array joined to the table: the planner estimates an
+    unnest at 100 rows and probes the primary key, where a long IN list on a table growing
+    inside this very transaction makes it choose a sequential scan per chunk (quadratic).
+    """
     found: dict[str, str] = {}
+    if conn.dialect.name == "postgresql" and ids:
+        keys = select(func.unnest(bindparam("ids", type_=ARRAY(String))).column_valued("k")).subquery()
+        stmt = select(column, hash_column).join(keys, keys.c.k == column)
+        found.update(conn.execute(stmt, {"ids": list(ids)}).all())
+        return found
     for i in range(0, len(ids), 900):
         part = ids[i : i + 900]
         stmt = select(column, hash_column).where(column.in_(bindparam("ids", expanding=True)))
@@ -871,7 +882,7 @@ def _import_borrowers(
 
 def _schedule_copy_text(schedule: list[tuple[Any, ...]]) -> str:
     # ids are restricted to [A-Za-z0-9._:-], so nothing here needs COPY escaping
-    return "".join("%s\t%d\t%s\t%s\t%d\t%d\n" % row for row in schedule)
+    return "".join("%s\t%d\t%s\t%s\t%d\t%d\n" % row for row in schedule)  # noqa: UP031 (fastest here)
 
 
 def _parse_loan_chunk(batch: list[SourceRow], name: str, copy_text: bool = False) -> list[_LoanRec | InvalidInput]:

@@ -4,10 +4,10 @@ Revision ID: 0001
 Revises: 
 """
 
-from alembic import op
 import sqlalchemy as sa
-import parley.store.types
+from alembic import op
 
+import parley.store.types
 
 revision = '0001'
 down_revision = None
@@ -102,6 +102,22 @@ def upgrade() -> None:
     sa.Column('source', sa.String(length=100), nullable=False),
     sa.Column('loaded_at', parley.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('jurisdiction', 'year', name=op.f('pk_calendar_year'))
+    )
+    op.create_table('installment',
+    sa.Column('loan_id', sa.String(length=64), nullable=False),
+    sa.Column('number', sa.Integer(), nullable=False),
+    sa.Column('borrower_id', sa.String(length=64), nullable=False),
+    sa.Column('due_on', sa.Date(), nullable=False),
+    sa.Column('principal_due', sa.BigInteger(), nullable=False),
+    sa.Column('interest_due', sa.BigInteger(), nullable=False),
+    sa.Column('fee_due', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('penalty_due', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('paid_principal', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('paid_interest', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('paid_fee', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('paid_penalty', sa.BigInteger(), server_default='0', nullable=False),
+    sa.Column('paid_off_on', sa.Date(), nullable=True),
+    sa.PrimaryKeyConstraint('loan_id', 'number', name=op.f('pk_installment'))
     )
     op.create_table('otp_code',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -557,23 +573,6 @@ def upgrade() -> None:
     with op.batch_alter_table('delinquency_pause', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_delinquency_pause_loan_id'), ['loan_id'], unique=False)
 
-    op.create_table('installment',
-    sa.Column('loan_id', sa.String(length=64), nullable=False),
-    sa.Column('number', sa.Integer(), nullable=False),
-    sa.Column('borrower_id', sa.String(length=64), nullable=False),
-    sa.Column('due_on', sa.Date(), nullable=False),
-    sa.Column('principal_due', sa.BigInteger(), nullable=False),
-    sa.Column('interest_due', sa.BigInteger(), nullable=False),
-    sa.Column('fee_due', sa.BigInteger(), server_default='0', nullable=False),
-    sa.Column('penalty_due', sa.BigInteger(), server_default='0', nullable=False),
-    sa.Column('paid_principal', sa.BigInteger(), server_default='0', nullable=False),
-    sa.Column('paid_interest', sa.BigInteger(), server_default='0', nullable=False),
-    sa.Column('paid_fee', sa.BigInteger(), server_default='0', nullable=False),
-    sa.Column('paid_penalty', sa.BigInteger(), server_default='0', nullable=False),
-    sa.Column('paid_off_on', sa.Date(), nullable=True),
-    sa.ForeignKeyConstraint(['loan_id'], ['loan.id'], name=op.f('fk_installment_loan_id_loan')),
-    sa.PrimaryKeyConstraint('loan_id', 'number', name=op.f('pk_installment'))
-    )
     op.create_table('loan_delinquency',
     sa.Column('loan_id', sa.String(length=64), nullable=False),
     sa.Column('borrower_id', sa.String(length=64), nullable=False),
@@ -675,7 +674,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_loan_delinquency_borrower_id'))
 
     op.drop_table('loan_delinquency')
-    op.drop_table('installment')
     with op.batch_alter_table('delinquency_pause', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_delinquency_pause_loan_id'))
 
@@ -771,6 +769,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_otp_code_phone_index')
 
     op.drop_table('otp_code')
+    op.drop_table('installment')
     op.drop_table('calendar_year')
     op.drop_table('calendar_day')
     with op.batch_alter_table('bucket_change', schema=None) as batch_op:
