@@ -11,10 +11,26 @@ from sqlalchemy import func, select
 
 from parley.core.delinquency import Pause, days_past_due
 from parley.errors import Conflict, InvalidInput
-from parley.services.delinquency import add_pause, borrower_days_past_due, days_past_due_all, snapshot
+from parley.services.delinquency import (
+    add_pause,
+    borrower_days_past_due,
+    days_past_due_all,
+    snapshot,
+)
 from parley.services.imports import import_file
-from parley.services.payments import loan_balance, post_payment, rebuild_installment_cache, reverse_payment
-from parley.store.models.loanbook import BucketChange, Installment, LedgerEntry, LedgerPosting, LoanDelinquency
+from parley.services.payments import (
+    loan_balance,
+    post_payment,
+    rebuild_installment_cache,
+    reverse_payment,
+)
+from parley.store.models.loanbook import (
+    BucketChange,
+    Installment,
+    LedgerEntry,
+    LedgerPosting,
+    LoanDelinquency,
+)
 from tests.integration.loanbook_data import load_book, write_csv
 
 T = datetime(2026, 2, 10, 2, 0, tzinfo=UTC)

@@ -4,7 +4,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parley.core.money import Money, MoneyError, format_minor, parse_minor, parse_rate, round_half_up
+from parley.core.money import (
+    Money,
+    MoneyError,
+    format_minor,
+    parse_minor,
+    parse_rate,
+    round_half_up,
+)
 
 
 def test_parse_minor_reads_major_units_exactly():

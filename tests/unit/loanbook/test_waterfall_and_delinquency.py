@@ -4,7 +4,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from parley.core.delinquency import BucketScheme, Pause, check_pauses, days_past_due, default_buckets, paused_days
+from parley.core.delinquency import (
+    BucketScheme,
+    Pause,
+    check_pauses,
+    days_past_due,
+    default_buckets,
+    paused_days,
+)
 from parley.core.waterfall import Component, Outstanding, Waterfall, WaterfallOrder, allocate
 
 OWED = [
