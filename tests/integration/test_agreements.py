@@ -142,7 +142,7 @@ def test_accepting_stops_collection_at_once_and_breaking_resumes_it_after_a_noti
     at_local(ctx, 2026, 3, 12)
     assert ag.review_agreements(ctx, date(2026, 3, 12))["broken"] == []
     assert not permit(ctx, "collection").allowed
-    # …broken on day 4; a notice to the borrower is queued first, then collection may resume
+    # …broken on day 4; a notice to the borrower is queued, and collection waits for it
     at_local(ctx, 2026, 3, 13)
     out = ag.review_agreements(ctx, date(2026, 3, 13))
     assert out["broken"] == [a["id"]]
@@ -156,12 +156,17 @@ def test_accepting_stops_collection_at_once_and_breaking_resumes_it_after_a_noti
             DelinquencyPause.agreement_id == a["id"])).all()
     assert len(notice) == 1 and notice[0]["channel"] == "sms" and notice[0]["status"] == "pending"
     assert pause == [(date(2026, 3, 2), date(2026, 3, 13))]
-    assert permit(ctx, "collection").allowed
-    # the next daily plan queues collection again; the worker sends the notice
+    # until the borrower has been told, the broken plan still holds collection back…
+    held = permit(ctx, "collection")
+    assert not held.allowed and "cn.agreement" in held.decision.rule_ids("deny")
     run_daily(ctx, date(2026, 3, 13))
-    assert pending_collection(ctx, "L1") > 0
+    assert pending_collection(ctx, "L1") == 0
+    # …the worker sends the notice first; then collection resumes and is planned again
     sent = work_once(ctx, "w1")
     assert sent.sent == 1 and statuses(ctx)[notice[0]["id"]] == "sent"
+    assert permit(ctx, "collection").allowed
+    run_daily(ctx, date(2026, 3, 13))
+    assert pending_collection(ctx, "L1") > 0
     # the review is idempotent
     assert ag.review_agreements(ctx, date(2026, 3, 13))["broken"] == []
     assert audit_kinds(ctx, a["id"]) == ["agreement.proposed", "agreement.accepted",
@@ -473,3 +478,18 @@ def test_a_payment_racing_an_acceptance_is_counted_once_in_either_order(
     assert len(entries) == 1 and entries[0] > basis["ledger_basis"]
     # the order is visible in the record, and the state is the same either way
     assert ag.review_agreements(ctx, date(2026, 3, 2))["broken"] == []
+
+
+def test_a_broken_plan_whose_notice_cannot_be_delivered_releases_collection_after_a_week(
+        ctx: Context, tmp_path: Path) -> None:
+    from parley.services.facts import NOTICE_WAIT
+
+    load(ctx, tmp_path)
+    a = propose_and_accept(ctx)
+    at_local(ctx, 2026, 3, 13)
+    assert ag.review_agreements(ctx, date(2026, 3, 13))["broken"] == [a["id"]]
+    assert not permit(ctx, "collection").allowed  # no notice yet
+    ctx.clock.advance(NOTICE_WAIT - timedelta(minutes=1))
+    assert not permit(ctx, "collection").allowed
+    ctx.clock.advance(timedelta(minutes=2))
+    assert permit(ctx, "collection").allowed

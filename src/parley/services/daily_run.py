@@ -72,6 +72,7 @@ from parley.core.strategy import (
 from parley.errors import InvalidInput
 from parley.services.context import Context
 from parley.services.delinquency import dpd_sql
+from parley.services.facts import BINDING_AGREEMENT_SQL, NOTICE_WAIT
 from parley.services.strategy_sql import (
     arm_case,
     bundled_strategy_path,
@@ -79,7 +80,7 @@ from parley.services.strategy_sql import (
     load_strategy,
     state_case,
 )
-from parley.store.db import bulk_insert
+from parley.store.db import bulk_insert, db_datetime
 from parley.store.models.loanbook import Borrower, Loan
 from parley.store.types import UTCDateTime
 
@@ -400,7 +401,7 @@ def run_daily(
                 step("accounts")
                 _load_actions(ctx, conn, as_of, strategies)
                 step("actions")
-                _recheck_off(conn)
+                _recheck_off(ctx, conn)
                 due = _due_sql(conn)
                 assigned, unassigned = _assign_calls(conn, due)
                 step("assign")
@@ -462,11 +463,11 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
         f"INSERT INTO {T_OFF.name} (loan_id, agreement, hold) "
         "SELECT loan_id, MAX(agreement), MAX(hold) FROM ("
         "  SELECT a.loan_id AS loan_id, 1 AS agreement, 0 AS hold FROM agreement a "
-        "  WHERE a.status IN ('accepted', 'active') "
+        f"  WHERE {BINDING_AGREEMENT_SQL} "
         "  UNION ALL "
         "  SELECT l.id, 0, 1 FROM hold h JOIN loan l ON l.borrower_id = h.borrower_id "
         "  WHERE h.ended_at IS NULL AND (h.loan_id IS NULL OR h.loan_id = l.id)"
-        ") x GROUP BY loan_id"))
+        ") x GROUP BY loan_id"), {"notice_cutoff": _notice_cutoff(ctx, conn)})
     conn.execute(
         text(f"INSERT INTO {T_DPD.name} (loan_id, borrower_id, dpd, bucket) "
              f"SELECT d.loan_id, d.borrower_id, d.days_past_due, d.bucket "
@@ -648,16 +649,22 @@ def _planned_counts(conn: Connection, due: _Due,
     return [(str(s), str(c), int(n)) for s, c, n in rows]
 
 
-def _recheck_off(conn: Connection) -> None:
+def _notice_cutoff(ctx: Context, conn: Connection) -> Any:
+    """Broken plans whose notice is older than this no longer hold collection back."""
+    return db_datetime(conn, ctx.clock.now() - NOTICE_WAIT)
+
+
+def _recheck_off(ctx: Context, conn: Connection) -> None:
     """Switch off accounts that came under an agreement or hold while the run computed (the
     tables are small; the gate re-checks at send time in any case)."""
     # one IN list of loan ids, so the update is driven by the (small) list through the key
     conn.execute(text(
         f"UPDATE {T_ACCT.name} SET state = NULL WHERE loan_id IN ("
-        "SELECT a.loan_id FROM agreement a WHERE a.status IN ('accepted', 'active') "
+        f"SELECT a.loan_id FROM agreement a WHERE {BINDING_AGREEMENT_SQL} "
         "UNION SELECT h.loan_id FROM hold h WHERE h.ended_at IS NULL AND h.loan_id IS NOT NULL "
         "UNION SELECT l.id FROM hold h JOIN loan l ON l.borrower_id = h.borrower_id "
-        "WHERE h.ended_at IS NULL AND h.loan_id IS NULL) AND state IS NOT NULL"))
+        "WHERE h.ended_at IS NULL AND h.loan_id IS NULL) AND state IS NOT NULL"),
+        {"notice_cutoff": _notice_cutoff(ctx, conn)})
 
 
 def _chunk_bounds(conn: Connection, chunk_size: int) -> list[str]:

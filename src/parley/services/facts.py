@@ -20,7 +20,20 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, String, Table, bindparam, case, cast, exists, func, select, text
+from sqlalchemy import (
+    Connection,
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    cast,
+    exists,
+    func,
+    or_,
+    select,
+    text,
+)
 
 from parley.adapters.zones import candidate_zones, zones_for_address
 from parley.core.content import ContentHit, ContentScreening
@@ -51,11 +64,23 @@ from parley.store.models.contacts import ContactAttempt, ContactPreference
 from parley.store.models.contacts import Hold as HoldRow
 from parley.store.models.contacts import OptOut as OptOutRow
 from parley.store.models.loanbook import Borrower, BorrowerAddress, BorrowerPhone, ThirdParty
+from parley.store.types import UTCDateTime
 
 # An opt-out row with this channel means "no contact at all" (a third party's refusal, or a
 # borrower's request covering every channel).
 OPT_OUT_ALL = "all"
 ACTIVE_AGREEMENT = ("accepted", "active")
+# A broken plan keeps binding collection until the borrower has been told it is broken (an
+# agreement_service contact after the break): collection never resumes unannounced. If no
+# notice can be delivered within NOTICE_WAIT, collection resumes anyway (the desk sees why).
+NOTICE_WAIT = timedelta(days=7)
+MAY_BIND = (*ACTIVE_AGREEMENT, "broken")
+# The same condition in SQL, for the daily run (params: :notice_cutoff, driver-ready UTC).
+BINDING_AGREEMENT_SQL = (
+    "(a.status IN ('accepted', 'active') OR (a.status = 'broken' AND a.ended_at > :notice_cutoff "
+    "AND NOT EXISTS (SELECT 1 FROM contact_attempt n WHERE n.borrower_id = a.borrower_id "
+    "AND n.purpose = 'agreement_service' AND n.at >= a.ended_at)))"
+)
 CALENDAR_KINDS = frozenset({"no_contact_on_non_working_days", "flag_non_working_day_calls_at_least"})
 MIN_LOOKBACK_DAYS = 9  # the Reg F consent window scan looks back 9 days
 
@@ -77,7 +102,7 @@ SQL_BORROWER = select(
     exists().where(_h.c.borrower_id == _b.c.id, _h.c.ended_at.is_(None)).label("has_holds"),
     exists().where(_o.c.borrower_id == _b.c.id, _o.c.revoked_at.is_(None)).label("has_opt_outs"),
     exists().where(_p.c.borrower_id == _b.c.id, _p.c.revoked_at.is_(None)).label("has_prefs"),
-    exists().where(_a.c.borrower_id == _b.c.id, _a.c.status.in_(ACTIVE_AGREEMENT))
+    exists().where(_a.c.borrower_id == _b.c.id, _a.c.status.in_(MAY_BIND))
     .label("has_agreements"),
     # The phones, packed as 'position|id|valid|index|masked|zones;...' (no field holds | or ;).
     select(func.aggregate_strings(
@@ -97,7 +122,7 @@ SELECT
   EXISTS (SELECT 1 FROM hold WHERE borrower_id = :bid AND ended_at IS NULL),
   EXISTS (SELECT 1 FROM opt_out WHERE borrower_id = :bid AND revoked_at IS NULL),
   EXISTS (SELECT 1 FROM contact_preference WHERE borrower_id = :bid AND revoked_at IS NULL),
-  EXISTS (SELECT 1 FROM agreement WHERE borrower_id = :bid AND status IN ('accepted', 'active')),
+  EXISTS (SELECT 1 FROM agreement WHERE borrower_id = :bid AND status IN ('accepted', 'active', 'broken')),
   (SELECT string_agg(position::text || '|' || id::text || '|'
                      || CASE WHEN is_valid THEN '1' ELSE '0' END || '|' || e164_index || '|'
                      || masked || '|' || timezones, ';')
@@ -121,8 +146,13 @@ SQL_OPT_OUTS = select(_o.c.channel, _o.c.address_index, _o.c.third_party_id).whe
     _o.c.borrower_id == bindparam("bid"), _o.c.revoked_at.is_(None))
 SQL_PREFS = select(_p.c.kind, _p.c.params).where(
     _p.c.borrower_id == bindparam("bid"), _p.c.revoked_at.is_(None))
+_notice = ContactAttempt.__table__.alias("notice")
 SQL_AGREEMENTS = select(_a.c.loan_id, _a.c.status, _a.c.starts_on, _a.c.ends_on).where(
-    _a.c.borrower_id == bindparam("bid"), _a.c.status.in_(ACTIVE_AGREEMENT))
+    _a.c.borrower_id == bindparam("bid"),
+    or_(_a.c.status.in_(ACTIVE_AGREEMENT),
+        and_(_a.c.status == "broken", _a.c.ended_at > bindparam("notice_cutoff", type_=UTCDateTime()),
+             ~exists().where(_notice.c.borrower_id == _a.c.borrower_id,
+                             _notice.c.purpose == "agreement_service", _notice.c.at >= _a.c.ended_at))))
 _HISTORY_COLS = (_ca.c.id, _ca.c.at, _ca.c.channel, _ca.c.person_role, _ca.c.third_party_id,
                  _ca.c.to_index, _ca.c.loan_id, _ca.c.result, _ca.c.purpose, _ca.c.initiated_by,
                  _ca.c.consent_until)
@@ -300,9 +330,11 @@ def gather(conn: Connection, ctx: Any, borrower: BorrowerRow, pack: RulePack, ro
     agreements: tuple[AgreementFact, ...] = ()
     if borrower.has_agreements:
         agreements = tuple(
-            # Active from acceptance: an accepted plan with a later first date already binds.
-            AgreementFact(loan_id, "active", date.min, ends_on)
-            for loan_id, _st, _starts_on, ends_on in conn.execute(SQL_AGREEMENTS, {"bid": bid}))
+            # Active from acceptance: an accepted plan with a later first date already binds;
+            # a broken one still binds until its notice went out (see NOTICE_WAIT).
+            AgreementFact(loan_id, "active", date.min, None if st == "broken" else ends_on)
+            for loan_id, st, _starts_on, ends_on in conn.execute(
+                SQL_AGREEMENTS, {"bid": bid, "notice_cutoff": now - NOTICE_WAIT}))
     if hist_rows is None:
         hist_rows = list(conn.execute(SQL_HISTORY, {"bid": bid, "since": since}))
 
