@@ -493,3 +493,38 @@ def test_a_broken_plan_whose_notice_cannot_be_delivered_releases_collection_afte
     assert not permit(ctx, "collection").allowed
     ctx.clock.advance(timedelta(minutes=2))
     assert permit(ctx, "collection").allowed
+
+
+class _CapturingSms:
+    """A channel adapter that records what it would send (the SMS provider's side)."""
+
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def send(self, message):  # type: ignore[no-untyped-def]
+        self.sent.append(message)
+        return None
+
+
+def test_the_acceptance_code_is_sent_by_sms_through_the_gate_and_never_logged(ctx: Context, tmp_path: Path) -> None:
+    import re
+
+    from parley.store.models.contacts import ContactAttempt
+
+    load(ctx, tmp_path)
+    a = ag.propose(ctx, "L1", "installment_plan/arrears", proposed_by="C7", amount="1500.00")
+    sms = _CapturingSms()
+    at_local(ctx, 2026, 3, 2, hh=23)  # 23:00 in Shanghai: not lawful, no code is issued
+    with pytest.raises(Conflict, match="cn.hours"):
+        ag.send_acceptance_code(ctx, a["id"], channels={"sms": sms})
+    assert sms.sent == []
+    at_local(ctx, 2026, 3, 3, hh=10)
+    out = ag.send_acceptance_code(ctx, a["id"], channels={"sms": sms})
+    (message,) = sms.sent
+    assert message.to == "+8613800138000" and out["sent_to"].endswith("8000")
+    code = re.search(r"\d{6}", message.body).group(0)
+    with ctx.db.read() as conn:
+        logged = conn.execute(select(ContactAttempt.content, ContactAttempt.purpose)
+                              .where(ContactAttempt.template_id == "agreement.code")).one()
+    assert code not in logged.content and "******" in logged.content and logged.purpose == "agreement_service"
+    assert ag.accept(ctx, a["id"], channel="otp", code=code)["status"] == "active"

@@ -60,6 +60,7 @@ from parley.services.payments import loan_balance, refresh_loan_cache
 from parley.store.db import lock_borrower
 from parley.store.models.agreements import Agreement, AgreementInstallment
 from parley.store.models.loanbook import (
+    Borrower,
     DelinquencyPause,
     Installment,
     LedgerEntry,
@@ -500,6 +501,57 @@ def issue_acceptance_code(ctx: Context, agreement_id: str) -> dict[str, Any]:
                    {"agreement_id": agreement_id, "expires_at": expires})
             return {"agreement_id": agreement_id, "code": code, "expires_at": expires.isoformat()}
     raise Conflict(f"agreement {agreement_id} expired at {a['expires_at'].isoformat()}; ask for a new proposal")
+
+
+_CODE_TEXT = {
+    "zh-Hans": "您的还款计划确认码：{code}，{minutes}分钟内有效，请勿告诉他人。",
+    "zh-Hant": "您的還款計劃確認碼：{code}，{minutes}分鐘內有效，請勿告訴他人。",
+    "en": "Your repayment plan confirmation code is {code}. It is valid for {minutes} minutes; do not share it.",
+}
+
+
+def send_acceptance_code(ctx: Context, agreement_id: str, *, channels: Any = None) -> dict[str, Any]:
+    """Issue a one-time code and send it to the borrower by SMS, through the gate.
+
+    The message is an agreement_service contact: it is permitted (lawful hours, opt-outs,
+    holds) and recorded like any other, but the contact log keeps the text with the code
+    masked, so the secret exists only in the borrower's SMS. Not lawful now → Conflict with
+    the rules and the next lawful time, and no code is issued.
+    """
+    from dataclasses import replace
+
+    from parley.adapters.channels.base import Message, build_channels
+    from parley.services.permits import PermitRequest, check_contact, request_permit
+    from parley.services.worker import recipient_address
+
+    with ctx.db.read() as conn:
+        a = conn.execute(select(Agreement.borrower_id, Agreement.loan_id, Agreement.policy_id)
+                         .where(Agreement.id == agreement_id)).first()
+        if a is None:
+            raise NotFound(f"unknown agreement {agreement_id!r}")
+        lang = conn.execute(select(Borrower.preferred_language).where(Borrower.id == a.borrower_id)).scalar() or "zh-Hans"
+        phone = recipient_address(ctx, conn, a.borrower_id, "sms")
+    if phone is None:
+        raise Conflict(f"borrower of agreement {agreement_id} has no valid phone number to send a code to")
+    template = _CODE_TEXT.get(lang, _CODE_TEXT["zh-Hans"])
+    minutes = load_policy(a.policy_id).otp_ttl_minutes
+    recorded = template.format(code="******", minutes=minutes)
+    req = PermitRequest(borrower_id=a.borrower_id, channel="sms", purpose="agreement_service", loan_id=a.loan_id,
+                        text=recorded, template_id="agreement.code", initiated_by="system")
+    preview = check_contact(ctx, req)
+    if not preview.allowed:
+        when = preview.decision.next_allowed_at
+        raise Conflict(f"a code cannot be sent now ({', '.join(preview.decision.rule_ids('deny'))}); "
+                       + (f"next lawful time {when.isoformat()}" if when else "no lawful time"))
+    issued = issue_acceptance_code(ctx, agreement_id)
+    key = f"otp:{agreement_id}:{issued['expires_at']}"
+    permit = request_permit(ctx, replace(req, idempotency_key=key))
+    if not permit.allowed:  # the situation changed between the preview and now
+        raise Conflict("a code cannot be sent now; ask again later")
+    adapters = channels or build_channels(ctx.settings)
+    adapters["sms"].send(Message("sms", phone, template.format(code=issued["code"], minutes=minutes), key,
+                                 reference=str(permit.attempt_id)))
+    return {"agreement_id": agreement_id, "sent_to": permit.to_masked, "expires_at": issued["expires_at"]}
 
 
 # --------------------------------------------------------------------------- accept

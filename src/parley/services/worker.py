@@ -173,7 +173,8 @@ def _mark(conn: Connection, item: _Leased, worker_id: str, **values: Any) -> boo
 # --------------------------------------------------------------------------------------------
 
 
-def _address(ctx: Context, conn: Connection, borrower_id: str, channel: str) -> str | None:
+def recipient_address(ctx: Context, conn: Connection, borrower_id: str, channel: str) -> str | None:
+    """The first valid phone (decrypted) or e-mail address to send `channel` to; None if none."""
     if channel == "email":
         row = conn.execute(select(BorrowerEmail.address).where(BorrowerEmail.borrower_id == borrower_id)
                            .order_by(BorrowerEmail.position, BorrowerEmail.id).limit(1)).first()
@@ -214,7 +215,7 @@ def compose(ctx: Context, item: _Leased,
             variables: Mapping[str, str] = DEFAULT_VARIABLES) -> tuple[str, str, str]:
     """(to, subject, body) for an item; InvalidInput/NotFound when it cannot be composed."""
     with ctx.db.read() as conn:
-        to = _address(ctx, conn, item.borrower_id, item.channel)
+        to = recipient_address(ctx, conn, item.borrower_id, item.channel)
         if not to:
             raise InvalidInput(f"the borrower has no {'e-mail address' if item.channel == 'email' else 'valid phone'}",
                                record=f"queue item {item.id}", field="to")
@@ -469,7 +470,7 @@ def start_call(ctx: Context, item_id: int, collector_id: str,
                                              and item.worker_id == collector_id):
             raise Conflict(f"call task {item_id} is {item.status}")
         who = _collector(conn, collector_id)
-        to = _address(ctx, conn, item.borrower_id, "call")
+        to = recipient_address(ctx, conn, item.borrower_id, "call")
     if not to:
         raise InvalidInput("the borrower has no valid phone", record=f"call task {item_id}", field="to")
     key = f"queue:{item_id}:{item.attempts + 1}"

@@ -116,11 +116,12 @@ def approve_cmd(agreement_id: str, by: str = typer.Option(..., "--by", help="the
 
 @app.command("send-code")
 def send_code_cmd(agreement_id: str) -> None:
-    """Issue a one-time acceptance code (printed once; only its hash is stored)."""
-    from parley.services.agreements import issue_acceptance_code
+    """Send the borrower a one-time acceptance code by SMS, through the gate (only its hash is
+    stored; the contact log keeps the message with the code masked)."""
+    from parley.services.agreements import send_acceptance_code
 
     with reporting_errors():
-        print_json(issue_acceptance_code(make_context(), agreement_id))
+        print_json(send_acceptance_code(make_context(), agreement_id))
 
 
 @app.command("accept")
