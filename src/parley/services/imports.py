@@ -775,9 +775,10 @@ def import_file(
 
 
 PARALLEL_ABOVE_BYTES = 4_000_000
+PARSERS = 2  # child processes parsing while this one writes (the machine has two cores)
 
 
-def _parsed_in_parallel(batches: Iterator[list[SourceRow]], name: str, copy_text: bool, ahead: int = 3) -> Iterator[list[Any]]:
+def _parsed_in_parallel(batches: Iterator[list[SourceRow]], name: str, copy_text: bool, ahead: int = 4) -> Iterator[list[Any]]:
     """Parse (and generate schedules) in a child process while this one writes: on two cores
     the database writes and the schedule maths overlap. At most `ahead` chunks are in flight,
     so memory stays bounded however large the file."""
@@ -785,7 +786,7 @@ def _parsed_in_parallel(batches: Iterator[list[SourceRow]], name: str, copy_text
     from collections import deque
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork")) as pool:
+    with ProcessPoolExecutor(max_workers=PARSERS, mp_context=multiprocessing.get_context("fork")) as pool:
         pending: deque[Any] = deque()
         for batch in batches:
             pending.append(pool.submit(_parse_loan_chunk, batch, name, copy_text))
