@@ -27,7 +27,6 @@ from parley.config import Settings
 from parley.services.context import Context
 from parley.store.db import Database, bulk_insert
 from parley.store.migrate import upgrade
-from parley.store.models.loanbook import Loan
 
 AS_OF = date(2026, 3, 2)  # a Monday
 NOW = datetime(2026, 3, 2, 0, 30, tzinfo=UTC)
@@ -59,12 +58,8 @@ def seed_accounts(ctx: Context, n: int, as_of: date = AS_OF, *, start: int = 0,
              ",lang_yue," if i % 23 == 0 else "", "x", created, 0, "") for i in rng))
         loan_cols = ["id", "borrower_id", "currency", "principal", "annual_rate", "term", "method",
                      "day_count", "disbursed_on", "first_due_on", "product", "schedule_source",
-                     "status", "content_hash", "created_at"]
-        # The loan-book keeps a cache of the oldest unpaid due date on the loan row when the
-        # schema has it (services.payments.refresh_loan_cache); fill it as the importer would.
-        cached = "oldest_unpaid_due_on" in Loan.__table__.c
-        if cached:
-            loan_cols.append("oldest_unpaid_due_on")
+                     "status", "content_hash", "created_at", "oldest_unpaid_due_on"]
+        # oldest_unpaid_due_on: the loan row's days-past-due cache, filled as the importer does.
 
         def loans():  # type: ignore[no-untyped-def]
             for i in rng:
@@ -72,7 +67,7 @@ def seed_accounts(ctx: Context, n: int, as_of: date = AS_OF, *, start: int = 0,
                 row = (f"L{prefix}{i:07d}", f"{prefix}{i:07d}", "CNY", 200_000 + (i % 97) * 10_000,
                        "12", 2, "equal-principal", "30/360", d(as_of - timedelta(days=300)), due,
                        "cash_loan", "generated", "active", "x", created)
-                yield (*row, due) if cached else row
+                yield (*row, due)
 
         bulk_insert(conn, "loan", loan_cols, loans())
 

@@ -159,3 +159,29 @@ def test_the_simulator_refuses_a_database_that_is_not_empty(sqlite_template: Pat
     with pytest.raises(InvalidInput) as err:
         _simulate(f"sqlite:///{path}", SimConfig(borrowers=20, days=1, seed=1))
     assert err.value.field == "database_url"
+
+
+def test_the_portfolio_is_written_with_the_loan_books_days_past_due_cache(ctx) -> None:  # type: ignore[no-untyped-def]
+    """The simulator writes the loan book itself (bulk), so it must leave the same caches the
+    importer does: otherwise every unpaid loan reads as current and nothing is collected."""
+    from datetime import date
+
+    from sqlalchemy import select
+
+    from parley.core.delinquency import days_past_due
+    from parley.services.delinquency import days_past_due_all
+    from parley.sim import portfolio
+    from parley.store.models.loanbook import Installment
+
+    book = portfolio.generate(60, seed=5, start=date(2026, 1, 1))
+    with ctx.db.transaction() as conn:
+        portfolio.write(conn, book, ctx.keyring, ctx.clock.now())
+    as_of = date(2026, 4, 15)
+    with ctx.db.read() as conn:
+        got = {r.loan_id: r.days_past_due for r in days_past_due_all(ctx, conn, as_of)}
+        oldest: dict[str, date] = {}
+        for loan_id, due_on in conn.execute(select(Installment.loan_id, Installment.due_on)):
+            if due_on < as_of:
+                oldest[loan_id] = min(oldest.get(loan_id, due_on), due_on)
+    assert any(got.values())
+    assert got == {loan_id: days_past_due(oldest.get(loan_id), as_of) for loan_id in got}

@@ -264,11 +264,13 @@ def write(conn: Connection, portfolio: Portfolio, keys: KeyRing, now: datetime,
     bulk_insert(conn, "loan",
                 ("id", "borrower_id", "currency", "principal", "annual_rate", "term", "method",
                  "day_count", "disbursed_on", "first_due_on", "product", "schedule_source",
-                 "status", "content_hash", "created_at"),
+                 "status", "content_hash", "created_at", "oldest_unpaid_due_on"),
+                # oldest_unpaid_due_on: the days-past-due cache, as the importer fills it (the
+                # first instalment of a fresh schedule; payments refresh it).
                 ((x.id, x.borrower_id, CURRENCY, x.principal, x.rate_text, x.term, x.method,
                   x.day_count, x.disbursed_on, x.first_due_on, x.product, "generated", "active",
-                  _digest(x.id, x.principal, x.rate_text, x.term, x.method, x.disbursed_on), ts)
-                 for x in ls))
+                  _digest(x.id, x.principal, x.rate_text, x.term, x.method, x.disbursed_on), ts,
+                  x.schedule[0].due_on) for x in ls))
     bulk_insert(conn, "installment",
                 ("loan_id", "number", "borrower_id", "due_on", "principal_due", "interest_due"),
                 ((x.id, s.number, x.borrower_id, s.due_on, s.principal, s.interest)
