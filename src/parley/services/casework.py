@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session as OrmSession
 from parley.adapters.crypto import mask_id_number
 from parley.core.money import format_minor
 from parley.errors import Forbidden, InvalidInput, NotFound
-from parley.services.auth import Actor
+from parley.services.auth import STAFF_ROLES, Actor
 from parley.services.context import Context
 from parley.services.payments import loan_balance
 from parley.store.db import lock_borrower
@@ -47,17 +47,7 @@ from parley.store.models.queue import ContactQueueItem
 from parley.store.models.staff import StaffUser
 from parley.store.models.web import CaseNote, Complaint
 
-CASE_ROLES = frozenset(
-    {
-        "administrator",
-        "strategy_manager",
-        "team_lead",
-        "collector",
-        "agency_collector",
-        "compliance_officer",
-        "auditor",
-    }
-)
+CASE_ROLES = frozenset(STAFF_ROLES)  # every staff role may open a case it can see
 CALL_ROLES = frozenset({"administrator", "team_lead", "collector", "agency_collector"})
 COMPLIANCE_ROLES = frozenset({"administrator", "compliance_officer", "auditor"})
 COMPLIANCE_WRITE_ROLES = frozenset({"administrator", "compliance_officer"})
