@@ -8,21 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from parley.faces.api.app import create_app
-from parley.services.context import Context
 from tests.integration.loanbook_data import write_csv
-from tests.integration.web_data import World, build_world, client, fast_passwords, sign_in_staff
+from tests.integration.web_data import World, sign_in_staff
 
 
 @pytest.fixture
-def world(ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    fast_passwords(monkeypatch)
-    return build_world(ctx, tmp_path)
-
-
-@pytest.fixture
-def api(world: World):  # type: ignore[no-untyped-def]
-    return client(create_app(world.ctx, otp_sender=world.send))
+def api(web):  # type: ignore[no-untyped-def]
+    """The API is served by the same app as the pages (the `web` client from conftest)."""
+    return web
 
 
 def key(world: World, name: str = "lender") -> dict[str, str]:

@@ -5,13 +5,11 @@ the database), and role and agency checks on the pages."""
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pyotp
 import pytest
 from sqlalchemy import func, select
 
-from parley.faces.api.app import create_app
 from parley.services import auth
 from parley.services.context import Context
 from parley.store.models.web import OtpCode, WebSession
@@ -19,25 +17,12 @@ from tests.integration.web_data import (
     PASSWORD,
     PHONE_B1,
     World,
-    build_world,
     client,
-    fast_passwords,
     pre_csrf,
     queue_item,
     sign_in_borrower,
     sign_in_staff,
 )
-
-
-@pytest.fixture
-def world(ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    fast_passwords(monkeypatch)
-    return build_world(ctx, tmp_path)
-
-
-@pytest.fixture
-def web(world: World):  # type: ignore[no-untyped-def]
-    return client(create_app(world.ctx, otp_sender=world.send))
 
 
 def advance(world: World, **delta: float) -> None:

@@ -8,33 +8,17 @@ import re
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 from sqlalchemy import insert, select
 
-from parley.faces.api.app import create_app
-from parley.services.context import Context
 from parley.store.models.contacts import ContactAttempt, OptOut
 from parley.store.models.queue import ContactQueueItem
 from tests.integration.web_data import (
     World,
-    build_world,
     client,
-    fast_passwords,
     queue_item,
     sign_in_borrower,
     sign_in_staff,
 )
-
-
-@pytest.fixture
-def world(ctx: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    fast_passwords(monkeypatch)
-    return build_world(ctx, tmp_path)
-
-
-@pytest.fixture
-def web(world: World):  # type: ignore[no-untyped-def]
-    return client(create_app(world.ctx, otp_sender=world.send))
 
 
 def hx(csrf: str) -> dict[str, str]:
