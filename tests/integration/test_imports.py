@@ -209,3 +209,11 @@ def test_the_fast_loan_parser_accepts_exactly_what_the_careful_one_accepts():
         elif fast is not None:
             slow.where = ""
             assert fast.__dict__ == slow.__dict__, change
+
+
+def test_a_large_file_reports_its_progress_in_bytes_as_it_streams(ctx, tmp_path):
+    borrowers = [{"borrower_id": f"B{i}", "name": "x", "phone": f"+86138{i:08d}"} for i in range(2500)]
+    path = write_csv(tmp_path / "borrowers.csv", borrowers)
+    seen: list[int] = []
+    import_file(ctx, "borrowers", path, progress=seen.append)
+    assert len(seen) >= 2 and seen == sorted(seen) and 0 < seen[-1] <= path.stat().st_size
