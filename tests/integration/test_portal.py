@@ -255,3 +255,29 @@ def test_the_receipt_is_a_pdf_for_its_borrower_and_can_be_checked_by_anyone(web,
     b2 = client(web.app)
     sign_in_borrower(b2, world, "+8613900139001")
     assert b2.get(receipt).status_code == 404
+
+
+def test_the_desk_counts_contacts_per_business_day_by_channel(web, world: World) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from parley.services.auth import Actor
+    from parley.services.casework import desk_metrics
+    from parley.store.models.contacts import ContactAttempt
+
+    def attempt(at: datetime, channel: str) -> dict:
+        return {"borrower_id": "B1", "loan_id": "L1", "person_role": "borrower", "channel": channel,
+                "purpose": "collection", "at": at}
+
+    with world.ctx.db.transaction() as conn:  # Shanghai is UTC+8: 15:50Z is 23:50, 16:10Z is 00:10
+        conn.execute(insert(ContactAttempt), [
+            attempt(datetime(2026, 3, 1, 15, 50, tzinfo=UTC), "call"),
+            attempt(datetime(2026, 3, 1, 15, 59, tzinfo=UTC), "sms"),
+            attempt(datetime(2026, 3, 1, 16, 10, tzinfo=UTC), "call"),
+            attempt(datetime(2026, 2, 1, 1, 0, tzinfo=UTC), "call"),  # outside the 14-day window
+        ])
+    m = desk_metrics(world.ctx, Actor("staff", "x", "compliance_officer"))
+    days = {d["day"]: d["channels"] for d in m["per_day"]}
+    assert days == {"2026-03-01": {"call": 1, "sms": 1}, "2026-03-02": {"call": 1}}
+    assert m["contacts_total"] == 3
