@@ -388,11 +388,6 @@ def run_daily(
     with ctx.db.engine.connect() as conn:
         try:
             conn.execution_options(parley_write=False)
-            if conn.dialect.name == "postgresql":
-                # JIT compiles each big statement anew (hundreds of ms per chunk) and pays
-                # off only for long analytic queries; these are plain joins and writes.
-                conn.exec_driver_sql("SET jit = off")
-                conn.commit()
             with conn.begin():
                 _drop_tmp(conn)
                 for t in _ALL_TMP:
@@ -428,8 +423,6 @@ def run_daily(
                 conn.rollback()
             with conn.begin():
                 _drop_tmp(conn)
-                if conn.dialect.name == "postgresql":
-                    conn.exec_driver_sql("RESET jit")
 
     by_state = {(s or "enforcement_off"): int(n) for s, n in by_state_rows}
     by_sc = {(str(s), str(c)): int(n) for s, c, n in by_sc_rows}
