@@ -137,7 +137,7 @@ def _one(url: str, n: int) -> tuple[float, float, dict[str, Any]]:
         conn.execute(text("DELETE FROM contact_queue"))
     floor = queue_floor(ctx, report.inserted, n)
     info = {"planned": report.planned, "inserted": report.inserted, "timings": report.timings,
-            "calls_assigned": report.calls_assigned}
+            "tasks_assigned": report.tasks_assigned}
     db.dispose()
     return elapsed, floor, info
 

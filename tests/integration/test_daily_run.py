@@ -190,7 +190,7 @@ def test_calls_go_to_collectors_by_capacity_and_skill(ctx: Context) -> None:
                     ("YUE", "zh-Hant,zh-Hans", "lang:yue", 2)])
     report = run_daily(ctx, MONDAY)
     assert report.by_channel["call"] == 20
-    assert report.calls_assigned == 8 and report.calls_unassigned == 12
+    assert report.tasks_assigned == 8 and report.tasks_unassigned == 12
     with ctx.db.read() as c:
         rows = c.execute(text(
             "SELECT q.collector_id, q.state, b.preferred_language FROM contact_queue q "
@@ -206,6 +206,41 @@ def test_calls_go_to_collectors_by_capacity_and_skill(ctx: Context) -> None:
             assert collector == "ZH2"
     assert load == {"ZH1": 3, "ZH2": 3, "YUE": 2}
     assert [r for r in rows if r[1] == "m2_cantonese"][0][0] == "YUE"
+
+
+def test_interviews_and_visits_are_collector_tasks_assigned_like_calls(ctx: Context) -> None:
+    # dpd 70: m3 — a call, a video 面谈 invitation and an SMS, on a Monday.
+    seed_accounts(ctx, 4, MONDAY, dpd=lambda i: 70)
+    add_staff(ctx, [("ZH1", "zh-Hans,en", "", 10)])
+    report = run_daily(ctx, MONDAY)
+    assert report.by_channel == {"call": 4, "interview": 4, "sms": 4}
+    assert report.tasks_assigned == 8 and report.tasks_unassigned == 0
+    with ctx.db.read() as c:
+        got = dict(c.execute(text(
+            "SELECT channel, COUNT(collector_id) FROM contact_queue GROUP BY channel")).all())
+    assert got == {"call": 4, "interview": 4, "sms": 0}
+
+
+def test_free_capacity_is_net_of_tasks_still_open_from_earlier_days(ctx: Context) -> None:
+    seed_accounts(ctx, 3, MONDAY, start=1, dpd=lambda i: 45)  # m2: a call each (and an SMS)
+    add_staff(ctx, [("ZH1", "zh-Hans,en", "", 3)])
+    assert run_daily(ctx, MONDAY).tasks_assigned == 3
+    tuesday, wednesday = MONDAY + timedelta(days=1), MONDAY + timedelta(days=2)
+    seed_accounts(ctx, 2, tuesday, start=10, prefix="T", dpd=lambda i: 45)
+    report = run_daily(ctx, tuesday)  # Monday's three calls are still open: no room today
+    assert (report.tasks_assigned, report.tasks_unassigned) == (0, 2)
+    assert run_daily(ctx, tuesday).inserted == 0  # and a re-run agrees
+    with ctx.db.transaction() as c:  # the collector works two of Monday's calls
+        c.execute(text("UPDATE contact_queue SET status = 'done' WHERE id IN (SELECT id FROM "
+                       "contact_queue WHERE collector_id = 'ZH1' ORDER BY id LIMIT 2)"))
+    seed_accounts(ctx, 3, wednesday, start=20, prefix="W", dpd=lambda i: 45)
+    report = run_daily(ctx, wednesday)
+    assert report.tasks_assigned == 2
+    with ctx.db.read() as c:
+        open_now = c.execute(text(
+            "SELECT COUNT(*) FROM contact_queue WHERE collector_id = 'ZH1' "
+            "AND status IN ('pending', 'leased')")).scalar_one()
+    assert open_now == 3
 
 
 def test_champion_challenger_split_is_stable_and_reported_per_arm(ctx: Context) -> None:

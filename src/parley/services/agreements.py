@@ -735,7 +735,9 @@ def _notice(ctx: Context, conn: Connection, a: dict[str, Any], day: date, templa
     """Queue the borrower's notice (agreement_service, SMS) ahead of any collection contact."""
     now = ctx.clock.now()
     key = f"agreement|{a['id']}|{template}"
-    if conn.execute(select(ContactQueueItem.id).where(ContactQueueItem.idempotency_key == key)).first():
+    if conn.execute(select(ContactQueueItem.id).where(
+            ContactQueueItem.borrower_id == a["borrower_id"],
+            ContactQueueItem.idempotency_key == key)).first():
         return
     _ensure_notice_template(ctx, conn, template)
     conn.execute(insert(ContactQueueItem), {

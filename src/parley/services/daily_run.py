@@ -18,11 +18,14 @@ SQLite and PostgreSQL, never a Python loop per account:
    earliest instant on ``as_of`` inside the action's preferred hours *and* the rule pack's
    lawful hours in every candidate zone. Computed in Python once per distinct combination
    (a few dozen), not per account. It is only a proposal: the worker asks the gate at send time.
-5. **assignment** — call tasks go to collectors by capacity and skill: for each group of tasks
-   with the same (required skills, language, bucket, agency), scarcest group first, tasks
-   ranked by priority are matched to the eligible collectors' free capacity slots, round-robin
-   (``ROW_NUMBER`` on both sides, joined on the rank).
-6. **queue** — ``INSERT INTO contact_queue … SELECT … ON CONFLICT (idempotency_key) DO NOTHING``
+5. **assignment** — collector tasks (calls, 面谈 invitations, field visits) go to collectors
+   by capacity and skill: for each group of tasks with the same (required skills, language,
+   bucket, agency), scarcest group first, tasks ranked by priority are matched to the eligible
+   collectors' free capacity slots, round-robin (``ROW_NUMBER`` on both sides, joined on the
+   rank). Free capacity is the daily capacity less the tasks still open in the collector's
+   queue from earlier days, so a backlog is worked before new work arrives. A visit goes to
+   its lead collector, who books the appointment with the partner(s) the pack requires.
+6. **queue** — ``INSERT INTO contact_queue … SELECT … ON CONFLICT (borrower_id, idempotency_key) DO NOTHING``
    in committed chunks; the key is ``as_of|loan|action``. Every value written is a function of
    the database before the run and ``as_of`` (no clock), so a run killed after any chunk and
    run again writes exactly the rows a clean run writes, and a second run writes none.
@@ -95,6 +98,8 @@ CHANNEL_OF_KIND = {
     "agency_placement": "agency",
 }
 CONTACT_CHANNELS = frozenset({"sms", "email", "call", "interview", "visit"})
+# Worked by a collector from their queue, so assigned by capacity and skill.
+COLLECTOR_TASK_CHANNELS = ("call", "interview", "visit")
 # Queue statuses that count as "an action was taken" for re-evaluation and caps.
 NOT_TAKEN = ("cancelled", "dropped")
 DEFAULT_CHUNK = 100_000
@@ -114,7 +119,8 @@ class RunReport:
         borrowers added after the experiment's buckets were stored — the next run places them).
     by_channel / by_state_channel: planned items per channel, and per (state, channel).
     by_arm: accounts per strategy arm (one key when there is no experiment).
-    calls_assigned / calls_unassigned: call tasks given to a collector, or left for the pool.
+    tasks_assigned / tasks_unassigned: collector tasks (calls, 面谈, visits) given to a
+        collector, or left for the shared pool.
     hooks: the agreement hooks that ran; empty when the agreements service is absent.
     """
 
@@ -127,8 +133,8 @@ class RunReport:
     by_channel: dict[str, int]
     by_state_channel: dict[tuple[str, str], int]
     by_arm: dict[str, int]
-    calls_assigned: int
-    calls_unassigned: int
+    tasks_assigned: int
+    tasks_unassigned: int
     seconds: float
     hooks: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
@@ -190,6 +196,13 @@ _ALL_TMP = (T_OFF, T_DPD, T_BAL, T_BP, T_ACCT, T_ACTION, T_HIST, T_SLOT, T_CALLS
 def _drop_tmp(conn: Connection) -> None:
     for t in _ALL_TMP:
         conn.execute(text(f"DROP TABLE IF EXISTS {t.name}"))
+
+
+def _batch_memory(conn: Connection) -> None:
+    """Room for the run's million-row hashes and sorts in memory (this transaction only):
+    with the default 4 MB work_mem PostgreSQL splits them into batches on disk."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SET LOCAL work_mem = '256MB'"))
 
 
 def _analyze(conn: Connection, t: Table) -> None:
@@ -389,6 +402,7 @@ def run_daily(
         try:
             conn.execution_options(parley_write=False)
             with conn.begin():
+                _batch_memory(conn)
                 _drop_tmp(conn)
                 for t in _ALL_TMP:
                     t.create(conn)
@@ -398,7 +412,7 @@ def run_daily(
                 step("actions")
                 _recheck_off(ctx, conn)
                 due = _due_sql(conn)
-                assigned, unassigned = _assign_calls(conn, due)
+                assigned, unassigned = _assign_tasks(conn, due, as_of)
                 step("assign")
                 # One pass over the accounts gives every count: NULL state = enforcement off;
                 # NULL strategy = a borrower newer than the arm buckets (the next run places it).
@@ -433,8 +447,8 @@ def run_daily(
         as_of=as_of, accounts=n_acct, enforcement_off=by_state.get("enforcement_off", 0),
         planned=planned, inserted=inserted, by_state=dict(sorted(by_state.items())),
         by_channel=dict(sorted(by_channel.items())), by_state_channel=dict(sorted(by_sc.items())),
-        by_arm={str(a): int(n) for a, n in by_arm_rows}, calls_assigned=assigned,
-        calls_unassigned=unassigned, seconds=_time.perf_counter() - started, hooks=hooks,
+        by_arm={str(a): int(n) for a, n in by_arm_rows}, tasks_assigned=assigned,
+        tasks_unassigned=unassigned, seconds=_time.perf_counter() - started, hooks=hooks,
         timings=timings)
 
 
@@ -677,7 +691,7 @@ class _Collector:
     capacity: int
 
     def can_take(self, skills: str, language: str, bucket: str, agency: str) -> bool:
-        """Eligible for a call group: same agency (or both in-house), speaks the borrower's
+        """Eligible for a task group: same agency (or both in-house), speaks the borrower's
         language (by base language: zh-Hans and zh-Hant speak alike), has every required skill
         (``lang:xx`` is implied by the languages), and covers the bucket / queue when it lists
         ``bucket:`` / ``queue:`` skills at all."""
@@ -693,19 +707,32 @@ class _Collector:
         return not buckets or bucket in buckets
 
 
-def _collectors(conn: Connection) -> list[_Collector]:
+def _collectors(conn: Connection, as_of: date) -> list[_Collector]:
+    """Active collectors with their free capacity for ``as_of``: daily capacity less the tasks
+    still open (pending or leased) in their queue from days before ``as_of``. Today's own rows
+    are not counted, so a re-run of a half-written day assigns exactly as a clean run."""
+    open_tasks = dict(conn.execute(text(
+        "SELECT collector_id, COUNT(*) FROM contact_queue WHERE collector_id IS NOT NULL "
+        "AND status IN ('pending', 'leased') AND business_date < :as_of GROUP BY collector_id"
+    ).bindparams(bindparam("as_of", type_=Date)), {"as_of": as_of}).all())
     rows = conn.execute(text(
         "SELECT id, COALESCE(agency_id, ''), languages, skills, daily_capacity FROM staff_user "
         "WHERE active AND role IN ('collector', 'agency_collector') AND daily_capacity > 0 "
         "ORDER BY id")).all()
-    return [_Collector(r[0], r[1], frozenset(x.strip() for x in (r[2] or "").split(",") if x.strip()),
-                       frozenset(x.strip() for x in (r[3] or "").split(",") if x.strip()), int(r[4]))
-            for r in rows]
+    out = []
+    for r in rows:
+        free = int(r[4]) - int(open_tasks.get(r[0], 0))
+        if free > 0:
+            out.append(_Collector(
+                r[0], r[1], frozenset(x.strip() for x in (r[2] or "").split(",") if x.strip()),
+                frozenset(x.strip() for x in (r[3] or "").split(",") if x.strip()), free))
+    return out
 
 
-def _assign_calls(conn: Connection, due: _Due) -> tuple[int, int]:
-    """Give call tasks to collectors by capacity and skill; returns (assigned, unassigned)."""
-    collectors = _collectors(conn)
+def _assign_tasks(conn: Connection, due: _Due, as_of: date) -> tuple[int, int]:
+    """Give collector tasks to collectors by free capacity and skill; returns (assigned,
+    unassigned). Every task takes one slot of the day's capacity."""
+    collectors = _collectors(conn, as_of)
     # grank: the task's rank within its group (skills, language, bucket, agency), best first.
     # Each group is served once, below, so task k of a group meets free slot k.
     conn.execute(text(
@@ -714,7 +741,8 @@ def _assign_calls(conn: Connection, due: _Due) -> tuple[int, int]:
         "a.skills, COALESCE(t.language, ''), COALESCE(t.bucket, ''), COALESCE(t.agency_id, ''), "
         "a.priority, s.not_before, ROW_NUMBER() OVER (PARTITION BY a.skills, COALESCE(t.language, ''), "
         "COALESCE(t.bucket, ''), COALESCE(t.agency_id, '') ORDER BY a.priority, s.not_before, "
-        f"t.loan_id, a.action_id), NULL {due.from_} WHERE a.channel = 'call' AND {due.where}"))
+        f"t.loan_id, a.action_id), NULL {due.from_} WHERE a.channel IN {COLLECTOR_TASK_CHANNELS!r} "
+        f"AND {due.where}"))
     conn.execute(text(f"CREATE INDEX ix_tmp_run_calls_group ON {T_CALLS.name} "
                       "(skills, language, bucket, agency_id, grank)"))
     conn.execute(text(f"CREATE INDEX ix_tmp_run_calls_key ON {T_CALLS.name} (loan_id, action_id)"))
@@ -774,7 +802,7 @@ def _write_queue(ctx: Context, conn: Connection, as_of: date, exp: Experiment | 
                  due: _Due, bounds: list[str], planned: int,
                  step: Callable[[str, int, int], None], crash_point: Callable[[str], None]) -> int:
     """INSERT … SELECT the due actions, a chunk of accounts per committed transaction, skipping
-    keys already written (a re-run) — ``ON CONFLICT (idempotency_key) DO NOTHING``."""
+    keys already written (a re-run) — ``ON CONFLICT (borrower_id, idempotency_key) DO NOTHING``."""
     now = ctx.clock.now()
     arm_prefix = f"{exp.id}/" if exp is not None else ""
     base = (
@@ -805,13 +833,14 @@ def _write_queue(ctx: Context, conn: Connection, as_of: date, exp: Experiment | 
             calls += " AND c.loan_id <= :hi"
         # the same range on the calls side, so each chunk reads only its own slice of them
         sql = text(base.replace("{calls_range}", calls) + cond
-                   + " ON CONFLICT (idempotency_key) DO NOTHING").bindparams(
+                   + " ON CONFLICT (borrower_id, idempotency_key) DO NOTHING").bindparams(
             bindparam("as_of", type_=Date), bindparam("now", type_=UTCDateTime))
         params: dict[str, Any] = {"as_of": as_of, "now": now, "key_prefix": f"{as_of.isoformat()}|",
                                   "lo": lo, "hi": hi}
         if arm_prefix:
             params["arm_prefix"] = arm_prefix
         with conn.begin():
+            _batch_memory(conn)
             res = conn.execute(sql, {k: v for k, v in params.items() if v is not None})
             inserted += max(int(res.rowcount or 0), 0)
         step("queue", i + 1, len(edges) - 1)

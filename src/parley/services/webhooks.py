@@ -35,7 +35,8 @@ from parley.store.models.web import WebhookDelivery, WebhookSubscription
 MAX_ATTEMPTS = 10
 BASE_DELAY = timedelta(seconds=30)
 MAX_DELAY = timedelta(hours=6)
-EVENTS = ("complaint.filed", "complaint.resolved", "agreement.accepted", "payment.posted")
+EVENTS = ("complaint.filed", "complaint.resolved", "agreement.accepted", "payment.posted",
+          "placement.started", "placement.ended", "legal_referral.opened", "legal_referral.closed")
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,12 @@ nothing twice (the key reaches the provider; SMTP's ambiguous window is flagged,
 
 Calls, 面谈 and visits are not sent by the worker: they are tasks in a collector's queue
 (``collector_queue``, ``start_call`` with a click-to-call link, ``log_call_outcome``).
+
+Agency placements (``agency``) and legal referrals (``legal``) are tasks the worker carries out
+itself: they are leased with the contact items (same lease, same fencing token) and each is
+done in one transaction by ``parley.services.placements.carry_out_task`` — placed / referred
+and marked ``done``, or ``cancelled`` under an agreement or hold, never half of it.
+``work_tasks`` does only these.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from parley.adapters.channels.calls import ClickToCall
 from parley.core.money import format_minor
 from parley.errors import Conflict, InvalidInput, NotFound, ParleyError
 from parley.services.context import Context
+from parley.services.placements import TASK_CHANNELS, carry_out_task
 from parley.services.templates import get_template, render
 from parley.store.models.loanbook import Borrower, BorrowerEmail, BorrowerPhone
 from parley.store.models.queue import ContactQueueItem
@@ -65,8 +72,9 @@ class SimulatedCrash(BaseException):
 
 @dataclass(frozen=True, slots=True)
 class ItemResult:
-    """What happened to one leased item: status sent | pending (rescheduled or retried) |
-    dropped | failed | skipped (lost the lease); reason: why, empty when sent."""
+    """What happened to one leased item: status sent | rescheduled | retried | dropped | failed |
+    skipped (lost the lease), or for an agency / legal task done | cancelled (agreement, hold,
+    nothing overdue); reason: why, empty when sent."""
 
     item_id: int
     status: str
@@ -77,7 +85,8 @@ class ItemResult:
 
 @dataclass(frozen=True)
 class WorkReport:
-    """Counts for one pass: leased, then each item's ending (see ``ItemResult``)."""
+    """Counts for one pass: leased, then each item's ending (see ``ItemResult``); done and
+    cancelled count agency / legal tasks."""
 
     leased: int = 0
     sent: int = 0
@@ -87,12 +96,15 @@ class WorkReport:
     failed: int = 0
     skipped: int = 0
     items: tuple[ItemResult, ...] = field(default=(), repr=False)
+    done: int = 0
+    cancelled: int = 0
 
     def __add__(self, other: WorkReport) -> WorkReport:
         return WorkReport(self.leased + other.leased, self.sent + other.sent,
                           self.rescheduled + other.rescheduled, self.dropped + other.dropped,
                           self.retried + other.retried, self.failed + other.failed,
-                          self.skipped + other.skipped, self.items + other.items)
+                          self.skipped + other.skipped, self.items + other.items,
+                          self.done + other.done, self.cancelled + other.cancelled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,24 +256,47 @@ def _reasons(decision: Any) -> str:
 def work_once(ctx: Context, worker_id: str, limit: int = 50, *,
               channels: Mapping[str, ChannelAdapter] | None = None,
               variables: Mapping[str, str] = DEFAULT_VARIABLES,
-              fault: Callable[[str, int], None] | None = None) -> WorkReport:
+              fault: Callable[[str, int], None] | None = None,
+              tasks: bool = True) -> WorkReport:
     """Lease up to ``limit`` due items and carry each out (see the module docstring).
-    ``channels``: adapters by channel (default: from settings). ``fault(point, item_id)`` is a
-    test hook called at ``after_permit`` and ``after_send``."""
+    ``channels``: adapters by channel (default: from settings). ``tasks``: also carry out
+    agency placements and legal referrals (they need no adapter). ``fault(point, item_id)`` is
+    a test hook called at ``after_permit``, ``after_send`` and ``task_before_commit``."""
     if channels is None:
         from parley.adapters.channels.base import build_channels
 
         channels = build_channels(ctx.settings)
-    handled = tuple(c for c in WORKER_CHANNELS if c in channels)
+    handled = tuple(c for c in WORKER_CHANNELS if c in channels) + (TASK_CHANNELS if tasks else ())
     if not handled:
         return WorkReport()
     items = lease(ctx, worker_id, limit, handled)
-    results = [_carry_out(ctx, worker_id, it, channels[it.channel], variables, fault)
+    results = [_carry_out_task(ctx, worker_id, it, fault) if it.channel in TASK_CHANNELS
+               else _carry_out(ctx, worker_id, it, channels[it.channel], variables, fault)
                for it in items]
+    return _report(len(items), results)
+
+
+def work_tasks(ctx: Context, worker_id: str, limit: int = 50, *,
+               fault: Callable[[str, int], None] | None = None) -> WorkReport:
+    """Lease up to ``limit`` due agency / legal items and carry each out, one transaction per
+    item (see ``parley.services.placements``)."""
+    items = lease(ctx, worker_id, limit, TASK_CHANNELS)
+    return _report(len(items), [_carry_out_task(ctx, worker_id, it, fault) for it in items])
+
+
+def _report(leased: int, results: list[ItemResult]) -> WorkReport:
     count = {s: sum(1 for r in results if r.status == s) for s in
-             ("sent", "rescheduled", "dropped", "retried", "failed", "skipped")}
-    return WorkReport(len(items), count["sent"], count["rescheduled"], count["dropped"],
-                      count["retried"], count["failed"], count["skipped"], tuple(results))
+             ("sent", "rescheduled", "dropped", "retried", "failed", "skipped", "done",
+              "cancelled")}
+    return WorkReport(leased, count["sent"], count["rescheduled"], count["dropped"],
+                      count["retried"], count["failed"], count["skipped"], tuple(results),
+                      count["done"], count["cancelled"])
+
+
+def _carry_out_task(ctx: Context, worker_id: str, item: _Leased,
+                    fault: Callable[[str, int], None] | None) -> ItemResult:
+    out = carry_out_task(ctx, worker_id, item.id, item.lease_until, fault=fault)
+    return ItemResult(out.item_id, out.status, out.reason)
 
 
 def _carry_out(ctx: Context, worker_id: str, item: _Leased, adapter: ChannelAdapter,
@@ -372,15 +407,17 @@ def _settle(conn: Connection, item: _Leased, worker_id: str, now: datetime, allo
 def run_worker(ctx: Context, worker_id: str, *, channels: Mapping[str, ChannelAdapter] | None = None,
                limit: int = 50, poll_seconds: float = 2.0, once: bool = False,
                max_items: int | None = None, stop: threading.Event | None = None,
-               on_pass: Callable[[WorkReport], None] | None = None) -> WorkReport:
+               on_pass: Callable[[WorkReport], None] | None = None,
+               tasks: bool = True) -> WorkReport:
     """Run passes until ``stop`` is set (or, with ``once``, until nothing is due; with
-    ``max_items``, until that many items were leased). Sleeps ``poll_seconds`` when idle."""
+    ``max_items``, until that many items were leased). Sleeps ``poll_seconds`` when idle.
+    ``tasks``: also carry out agency placements and legal referrals (see ``work_once``)."""
     total = WorkReport()
     while stop is None or not stop.is_set():
         n = limit if max_items is None else min(limit, max_items - total.leased)
         if n <= 0:
             break
-        report = work_once(ctx, worker_id, n, channels=channels)
+        report = work_once(ctx, worker_id, n, channels=channels, tasks=tasks)
         total = total + report
         if on_pass is not None:
             on_pass(report)
@@ -528,5 +565,5 @@ def log_call_outcome(ctx: Context, item_id: int, attempt_id: int, result: str, *
 __all__ = [
     "CallStart", "CallTask", "ItemResult", "ParleyError", "SimulatedCrash", "WorkReport",
     "collector_queue", "compose", "lease", "log_call_outcome", "run_worker", "start_call",
-    "work_once",
+    "work_once", "work_tasks",
 ]

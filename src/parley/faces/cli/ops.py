@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
                 "by_channel": report.by_channel, "by_arm": report.by_arm,
                 "by_state_channel": [{"state": s, "channel": c, "count": n}
                                      for (s, c), n in report.by_state_channel.items()],
-                "calls_assigned": report.calls_assigned, "calls_unassigned": report.calls_unassigned,
+                "tasks_assigned": report.tasks_assigned, "tasks_unassigned": report.tasks_unassigned,
                 "seconds": round(report.seconds, 3)})
             return
         channels = sorted(report.by_channel)
@@ -85,8 +85,8 @@ def register(app: typer.Typer) -> None:
             table.add_row(state, str(n), *(str(report.by_state_channel.get((state, ch), "")) for ch in channels))
         table.add_row("[b]total[/b]", str(report.accounts), *(str(report.by_channel[ch]) for ch in channels))
         console.print(table)
-        console.print(f"calls: {report.calls_assigned} assigned to collectors, "
-                      f"{report.calls_unassigned} in the shared pool; arms: "
+        console.print(f"collector tasks: {report.tasks_assigned} assigned, "
+                      f"{report.tasks_unassigned} in the shared pool; arms: "
                       + ", ".join(f"{a} {n}" for a, n in report.by_arm.items())
                       + f"; {report.seconds:.1f} s")
 
@@ -102,7 +102,8 @@ def register(app: typer.Typer) -> None:
                                               help="print messages instead of sending (demo)"),
     ) -> None:
         """Send due SMS and e-mail from the contact queue, each permitted by the gate at send
-        time; runs until stopped (Ctrl-C / SIGTERM finishes the current pass)."""
+        time, and carry out agency placements and legal referrals; runs until stopped (Ctrl-C /
+        SIGTERM finishes the current pass)."""
         from parley.adapters.channels.base import build_channels
         from parley.services.templates import seed_default_templates
         from parley.services.worker import run_worker
@@ -123,10 +124,11 @@ def register(app: typer.Typer) -> None:
                 if r.leased:
                     err_console.print(f"{worker_id}: leased {r.leased}: sent {r.sent}, rescheduled "
                                       f"{r.rescheduled}, dropped {r.dropped}, retried {r.retried}, "
-                                      f"failed {r.failed}")
+                                      f"failed {r.failed}, tasks done {r.done}, cancelled "
+                                      f"{r.cancelled}")
 
             total = run_worker(ctx, worker_id, channels=channels, limit=limit, poll_seconds=poll,
                                once=once, max_items=max_items, stop=stop, on_pass=on_pass)
         console.print(f"{worker_id}: {total.leased} leased, {total.sent} sent, {total.rescheduled} "
                       f"rescheduled, {total.dropped} dropped, {total.retried} retried, "
-                      f"{total.failed} failed")
+                      f"{total.failed} failed, {total.done} tasks done, {total.cancelled} cancelled")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.store.models.base import Base
@@ -16,14 +16,21 @@ ID = String(64)
 class ContactQueueItem(Base):
     """One planned contact. status: pending → leased → sent | denied (rescheduled → pending
     with a later not_before) | dropped | cancelled (agreement or hold) | done (call logged).
-    idempotency_key = business_date|loan|action, so re-running a day adds nothing."""
+    idempotency_key = business_date|loan|action, so re-running a day adds nothing.
+
+    Indexes are what the daily run pays for on every one of its million rows, so there are
+    three, each earning its place: the key is unique *per borrower* (every key names a loan or
+    agreement of one borrower), which lets the same index serve "this borrower's items" (holds,
+    agreements, the case page); the worker's lease walks (status, not_before); and a collector's
+    queue is a partial index over the rows that have a collector (calls), not over every SMS."""
 
     __tablename__ = "contact_queue"
     __table_args__ = (
-        UniqueConstraint("idempotency_key"),
+        UniqueConstraint("borrower_id", "idempotency_key"),
         Index("ix_contact_queue_due", "status", "not_before"),
-        Index("ix_contact_queue_borrower", "borrower_id", "status"),
-        Index("ix_contact_queue_collector", "collector_id", "status"),
+        Index("ix_contact_queue_collector", "collector_id", "status",
+              sqlite_where=text("collector_id IS NOT NULL"),
+              postgresql_where=text("collector_id IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

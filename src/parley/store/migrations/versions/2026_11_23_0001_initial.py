@@ -4,10 +4,10 @@ Revision ID: 0001
 Revises: 
 """
 
-import sqlalchemy as sa
 from alembic import op
-
+import sqlalchemy as sa
 import parley.store.types
+
 
 revision = '0001'
 down_revision = None
@@ -377,11 +377,10 @@ def upgrade() -> None:
     sa.Column('updated_at', parley.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['borrower_id'], ['borrower.id'], name=op.f('fk_contact_queue_borrower_id_borrower')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_contact_queue')),
-    sa.UniqueConstraint('idempotency_key', name=op.f('uq_contact_queue_idempotency_key'))
+    sa.UniqueConstraint('borrower_id', 'idempotency_key', name=op.f('uq_contact_queue_borrower_id_idempotency_key'))
     )
     with op.batch_alter_table('contact_queue', schema=None) as batch_op:
-        batch_op.create_index('ix_contact_queue_borrower', ['borrower_id', 'status'], unique=False)
-        batch_op.create_index('ix_contact_queue_collector', ['collector_id', 'status'], unique=False)
+        batch_op.create_index('ix_contact_queue_collector', ['collector_id', 'status'], unique=False, sqlite_where=sa.text('collector_id IS NOT NULL'), postgresql_where=sa.text('collector_id IS NOT NULL'))
         batch_op.create_index('ix_contact_queue_due', ['status', 'not_before'], unique=False)
 
     op.create_table('decision_reason',
@@ -492,6 +491,28 @@ def upgrade() -> None:
     with op.batch_alter_table('webhook_delivery', schema=None) as batch_op:
         batch_op.create_index('ix_webhook_delivery_due', ['status', 'next_attempt_at'], unique=False)
 
+    op.create_table('agency_placement',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('loan_id', sa.String(length=64), nullable=False),
+    sa.Column('borrower_id', sa.String(length=64), nullable=False),
+    sa.Column('agency_id', sa.String(length=64), nullable=False),
+    sa.Column('placed_at', parley.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('placed_by', sa.String(length=64), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('queue_item_id', sa.Integer(), nullable=True),
+    sa.Column('ended_at', parley.store.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('ended_by', sa.String(length=64), nullable=True),
+    sa.Column('end_reason', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['borrower_id'], ['borrower.id'], name=op.f('fk_agency_placement_borrower_id_borrower')),
+    sa.ForeignKeyConstraint(['loan_id'], ['loan.id'], name=op.f('fk_agency_placement_loan_id_loan')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_agency_placement')),
+    sa.UniqueConstraint('queue_item_id', name=op.f('uq_agency_placement_queue_item_id'))
+    )
+    with op.batch_alter_table('agency_placement', schema=None) as batch_op:
+        batch_op.create_index('ix_agency_placement_agency', ['agency_id', 'ended_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_agency_placement_borrower_id'), ['borrower_id'], unique=False)
+        batch_op.create_index('ix_agency_placement_loan', ['loan_id', 'ended_at'], unique=False)
+
     op.create_table('agreement',
     sa.Column('id', sa.String(length=64), nullable=False),
     sa.Column('borrower_id', sa.String(length=64), nullable=False),
@@ -572,6 +593,29 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('delinquency_pause', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_delinquency_pause_loan_id'), ['loan_id'], unique=False)
+
+    op.create_table('legal_referral',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('loan_id', sa.String(length=64), nullable=False),
+    sa.Column('borrower_id', sa.String(length=64), nullable=False),
+    sa.Column('queue', sa.String(length=64), nullable=False),
+    sa.Column('status', sa.String(length=12), nullable=False),
+    sa.Column('referred_at', parley.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('referred_by', sa.String(length=64), nullable=False),
+    sa.Column('reason', sa.Text(), nullable=False),
+    sa.Column('queue_item_id', sa.Integer(), nullable=True),
+    sa.Column('closed_at', parley.store.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('closed_by', sa.String(length=64), nullable=True),
+    sa.Column('close_reason', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['borrower_id'], ['borrower.id'], name=op.f('fk_legal_referral_borrower_id_borrower')),
+    sa.ForeignKeyConstraint(['loan_id'], ['loan.id'], name=op.f('fk_legal_referral_loan_id_loan')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_legal_referral')),
+    sa.UniqueConstraint('queue_item_id', name=op.f('uq_legal_referral_queue_item_id'))
+    )
+    with op.batch_alter_table('legal_referral', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_legal_referral_borrower_id'), ['borrower_id'], unique=False)
+        batch_op.create_index('ix_legal_referral_loan', ['loan_id', 'status'], unique=False)
+        batch_op.create_index('ix_legal_referral_queue', ['queue', 'status'], unique=False)
 
     op.create_table('loan_delinquency',
     sa.Column('loan_id', sa.String(length=64), nullable=False),
@@ -674,6 +718,12 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_loan_delinquency_borrower_id'))
 
     op.drop_table('loan_delinquency')
+    with op.batch_alter_table('legal_referral', schema=None) as batch_op:
+        batch_op.drop_index('ix_legal_referral_queue')
+        batch_op.drop_index('ix_legal_referral_loan')
+        batch_op.drop_index(batch_op.f('ix_legal_referral_borrower_id'))
+
+    op.drop_table('legal_referral')
     with op.batch_alter_table('delinquency_pause', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_delinquency_pause_loan_id'))
 
@@ -688,6 +738,12 @@ def downgrade() -> None:
         batch_op.drop_index('ix_agreement_borrower_status')
 
     op.drop_table('agreement')
+    with op.batch_alter_table('agency_placement', schema=None) as batch_op:
+        batch_op.drop_index('ix_agency_placement_loan')
+        batch_op.drop_index(batch_op.f('ix_agency_placement_borrower_id'))
+        batch_op.drop_index('ix_agency_placement_agency')
+
+    op.drop_table('agency_placement')
     with op.batch_alter_table('webhook_delivery', schema=None) as batch_op:
         batch_op.drop_index('ix_webhook_delivery_due')
 
@@ -716,8 +772,7 @@ def downgrade() -> None:
     op.drop_table('decision_reason')
     with op.batch_alter_table('contact_queue', schema=None) as batch_op:
         batch_op.drop_index('ix_contact_queue_due')
-        batch_op.drop_index('ix_contact_queue_collector')
-        batch_op.drop_index('ix_contact_queue_borrower')
+        batch_op.drop_index('ix_contact_queue_collector', sqlite_where=sa.text('collector_id IS NOT NULL'), postgresql_where=sa.text('collector_id IS NOT NULL'))
 
     op.drop_table('contact_queue')
     with op.batch_alter_table('contact_preference', schema=None) as batch_op:
