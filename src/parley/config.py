@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Development-only defaults. `Settings` refuses them when PARLEY_ENV=production.
@@ -44,6 +45,22 @@ class Settings(BaseSettings):
     sms_provider: str = Field(default="console", description="console or http")
     sms_webhook_url: str = ""
     var_dir: Path = Path("./var")
+    trusted_proxies: str = Field(
+        default="",
+        description="comma list of IPs/CIDRs of reverse proxies whose X-Forwarded-For is believed "
+        "(for rate limits and session records); empty = the direct peer is the client",
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: str) -> str:
+        for part in value.split(","):
+            if part.strip():
+                try:
+                    ipaddress.ip_network(part.strip(), strict=False)
+                except ValueError:
+                    raise ValueError(f"not an IP address or CIDR: {part.strip()!r}") from None
+        return value
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:

@@ -210,6 +210,86 @@ def test_the_compliance_officer_sees_the_complaint_its_evidence_and_verifies_the
 
 @pytest.mark.browser
 @pytest.mark.slow
+def test_the_desk_draws_its_charts_with_the_numbers_beside_them(browser, server, world) -> None:
+    from datetime import UTC, datetime
+
+    from sqlalchemy import insert
+
+    from parley.services.payments import post_payment
+    from parley.store.models.contacts import ContactAttempt
+
+    contacts = [
+        {"borrower_id": b, "loan_id": loan, "person_role": "borrower", "channel": ch,
+         "purpose": "collection", "at": datetime(2026, 2, day, 2 + i, 0, tzinfo=UTC),
+         "collector_id": world.staff["collector"] if ch == "call" else None,
+         "result": ("conversation" if i % 2 else "no_answer") if ch == "call" else None}
+        for day in range(17, 29, 2) for i, (b, loan, ch) in enumerate(
+            [("B1", "L1", "call"), ("B2", "L2", "sms"), ("B2", "L2", "call"), ("B1", "L1", "email")][: 1 + day % 4])
+    ]
+    with world.ctx.db.transaction() as conn:
+        conn.execute(insert(ContactAttempt), contacts)
+    post_payment(world.ctx, "e2e-pay-1", "L2", datetime(2026, 2, 25, 2, 0, tzinfo=UTC), 120000)
+    world.ctx.clock.advance(timedelta(minutes=2))  # a fresh TOTP step: codes are accepted once
+    page = _page(browser, server, lang="en")
+    _staff_sign_in(page, world, "compliance")
+    page.wait_for_url(re.compile(r"/desk$"))
+    chart = page.locator("svg#chart-contacts")
+    assert chart.is_visible() and chart.get_attribute("role") == "img"
+    assert page.locator("svg#chart-contacts rect.bar").count() >= 6
+    assert page.locator("#chart-contacts-title").text_content() == "Contacts per day by channel"
+    assert page.locator("svg#chart-recovery-bucket rect.bar").count() == 1
+    assert "1,200.00" in page.locator("#recovery-bucket").inner_text()
+    assert page.locator("svg#chart-collectors").is_visible()
+    assert page.locator("svg#chart-rates").is_visible()
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.locator("#measures").screenshot(path=str(SHOTS / "desk-charts.png"))
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_an_administrator_adds_a_collector_who_sets_a_password_and_signs_in(browser, server, world) -> None:
+    page = _page(browser, server, lang="en")
+    _staff_sign_in(page, world, "admin")
+    page.wait_for_url(re.compile(r"/workbench$"))
+    page.get_by_role("link", name="Staff").click()
+    page.wait_for_url(re.compile(r"/admin/staff$"))
+    form = page.locator("#new-staff form")
+    form.locator("input[name=username]").fill("chen")
+    form.locator("input[name=display_name]").fill("陈静")
+    form.locator("select[name=role]").select_option("collector")
+    form.locator("input[name=badge_number]").fill("C-2001")
+    form.locator("input[name=languages][value=en]").check()
+    form.locator("input[name=skills]").fill("negotiation")
+    form.get_by_role("button", name="Create").click()
+    link = page.locator("#reset-link")
+    link.wait_for()
+    assert page.locator("tr[data-username=chen]").get_by_text("C-2001").is_visible()
+    _shot(page, "admin-staff")
+    url = link.inner_text()
+    newcomer = _page(browser, server, lang="en")
+    newcomer.goto(url)
+    newcomer.fill("input[name=password]", "chen's own passphrase")
+    newcomer.fill("input[name=confirm]", "chen's own passphrase")
+    newcomer.get_by_role("button", name="Set the password").click()
+    newcomer.wait_for_selector("#password-set")
+    newcomer.fill("input[name=username]", "chen")
+    newcomer.fill("input[name=password]", "chen's own passphrase")
+    newcomer.click("form[action='/signin'] button[type=submit]")
+    newcomer.wait_for_url(re.compile(r"/workbench$"))
+    assert newcomer.get_by_text("C-2001").is_visible()  # the badge in the header
+    denied = newcomer.goto("/admin/staff")
+    assert denied is not None and denied.status == 403  # collectors may not
+    page.get_by_role("link", name="API keys").click()
+    page.wait_for_url(re.compile(r"/admin/api-keys$"))
+    page.fill("#new-key-form input[name=name]", "lender core banking")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_selector("#new-key-value")
+    assert page.locator("#new-key-value").inner_text().startswith("pk_")
+    _shot(page, "admin-api-keys")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
 def test_an_agency_collector_cannot_open_another_agencys_case(browser, server, world) -> None:
     page = _page(browser, server, lang="en")
     _staff_sign_in(page, world, "agent")

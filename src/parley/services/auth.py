@@ -147,23 +147,40 @@ def create_staff(
     ctx: Context,
     *,
     username: str,
-    password: str,
+    password: str | None,
     role: str,
     display_name: str = "",
     agency_id: str | None = None,
     badge_number: str | None = None,
     staff_id: str | None = None,
     languages: str = DEFAULT_LANGUAGE,
+    skills: str = "",
+    daily_capacity: int = 60,
+    on_created: Callable[[Connection, str], None] | None = None,
 ) -> tuple[str, str | None]:
     """Create a staff user; returns (id, TOTP secret or None). The secret is returned once so
-    it can be enrolled in an authenticator app; it is stored encrypted."""
+    it can be enrolled in an authenticator app; it is stored encrypted.
+    password: None = no usable password yet (set through a reset link).
+    languages, skills: comma-separated (languages from LANGUAGES); daily_capacity: 0..1000.
+    on_created(conn, id): runs in the creating transaction (the administrator's audit entry)."""
+    langs = [x.strip() for x in languages.split(",") if x.strip()]
+    if not langs or any(x not in LANGUAGES for x in langs):
+        raise InvalidInput(f"languages must be among {', '.join(LANGUAGES)}", record="staff",
+                           field="languages")
+    if not 0 <= daily_capacity <= 1000:
+        raise InvalidInput("must be 0..1000", record="staff", field="daily_capacity")
+    if badge_number is not None and len(badge_number) > 32:
+        raise InvalidInput("must be at most 32 characters", record="staff", field="badge_number")
+    skill_list = [x.strip() for x in skills.split(",") if x.strip()]
+    if len(",".join(skill_list)) > 200:
+        raise InvalidInput("at most 200 characters", record="staff", field="skills")
     if role not in STAFF_ROLES:
         raise InvalidInput(f"unknown role {role!r}", record="staff", field="role")
     if role == "agency_collector" and not agency_id:
         raise InvalidInput("an agency collector needs an agency", record="staff", field="agency_id")
     if not username or len(username) > 64:
         raise InvalidInput("must be 1..64 characters", record="staff", field="username")
-    pw_hash = hash_password(password)
+    pw_hash = hash_password(password) if password is not None else _unusable_hash()
     secret = pyotp.random_base32() if role in SECOND_FACTOR_ROLES else None
     sid = staff_id or f"u-{uuid.uuid4().hex[:12]}"
     with ctx.db.transaction() as conn:
@@ -181,10 +198,14 @@ def create_staff(
                 totp_secret_enc=(
                     ctx.keyring.encrypt(secret, f"staff_user.totp:{sid}") if secret else None
                 ),
-                languages=languages,
+                languages=",".join(langs),
+                skills=",".join(skill_list),
+                daily_capacity=daily_capacity,
                 created_at=ctx.clock.now(),
             )
         )
+        if on_created is not None:
+            on_created(conn, sid)
     return sid, secret
 
 
@@ -551,3 +572,288 @@ def revoke_api_key(ctx: Context, key_id: str) -> None:
         )
         if not res.rowcount:
             raise NotFound(f"unknown API key {key_id!r}")
+
+
+# --- administration: staff and API keys (the administrator's pages) -------------------------
+#
+# These take the acting administrator and check the role here, as well as at the page, and
+# record every change on the system audit chain ('_system'), in the same transaction.
+#
+# Passwords are reset with a one-time link, never a password chosen by the administrator:
+# issuing it replaces the stored hash with an unusable one (the old password and any earlier
+# link stop working at once) and ends the member's sessions; the link carries the staff id, a
+# fingerprint of that unusable hash and an expiry, signed with the server secret, so it needs
+# no table and dies the moment a password is set. New staff get such a link too.
+
+ADMIN_ROLES = frozenset({"administrator"})
+RESET_LINK_TTL = timedelta(hours=24)
+_RESET_SALT = "parley/staff-password-reset/v1"
+
+
+@dataclass(frozen=True)
+class StaffRecord:
+    """A staff member as the administrator's list shows them (never a secret or hash).
+
+    agency_id/badge_number: None when not set. languages, skills: tuples, empty = none.
+    second_factor: whether the role signs in with TOTP. password_set: False while only a
+    reset link (not yet used) can sign them in.
+    """
+
+    id: str
+    username: str
+    display_name: str
+    role: str
+    agency_id: str | None
+    badge_number: str | None
+    languages: tuple[str, ...]
+    skills: tuple[str, ...]
+    daily_capacity: int
+    active: bool
+    second_factor: bool
+    password_set: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ApiKeyRecord:
+    """An API key as listed (the key itself is shown only once, at creation).
+    agency_id: None = not agency-scoped; revoked_at: None = in force."""
+
+    id: str
+    name: str
+    role: str
+    agency_id: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+def _require_admin(actor: Actor) -> None:
+    if actor.role not in ADMIN_ROLES or not actor.is_staff:
+        raise Forbidden("not allowed for your role")
+
+
+def _audit_admin(ctx: Context, conn: Connection, actor: Actor, kind: str, subject: str,
+                 payload: dict[str, object]) -> None:
+    from parley.services.audit import SYSTEM_CHAIN, audit_append, audit_key
+
+    audit_append(conn, chain_key=SYSTEM_CHAIN, kind=kind, payload=payload, at=ctx.clock.now(),
+                 actor=f"{actor.kind}:{actor.id}", subject=subject, key=audit_key(ctx))
+
+
+def _unusable_hash() -> str:
+    """Not an argon2 hash, so no password verifies against it; random, so each reset has its
+    own fingerprint."""
+    return "!reset:" + secrets.token_hex(16)
+
+
+def _fingerprint(password_hash: str) -> str:
+    return hashlib.sha256(password_hash.encode()).hexdigest()[:24]
+
+
+def _reset_serializer(ctx: Context):  # type: ignore[no-untyped-def]
+    from itsdangerous import URLSafeSerializer
+
+    return URLSafeSerializer(ctx.settings.secret_key.get_secret_value(), salt=_RESET_SALT)
+
+
+def _end_sessions(conn: Connection, ctx: Context, staff_id: str) -> None:
+    conn.execute(update(WebSession).where(WebSession.kind == "staff",
+                                          WebSession.subject_id == staff_id,
+                                          WebSession.ended_at.is_(None))
+                 .values(ended_at=ctx.clock.now()))
+
+
+def _staff_row(conn: Connection, staff_id: str) -> StaffUser:
+    user = _orm(conn).execute(select(StaffUser).where(StaffUser.id == staff_id)).scalars().first()
+    if user is None:
+        raise NotFound(f"unknown staff member {staff_id!r}")
+    return user
+
+
+def _new_reset_token(ctx: Context, staff_id: str, password_hash: str) -> str:
+    expires = int((ctx.clock.now() + RESET_LINK_TTL).timestamp())
+    return str(_reset_serializer(ctx).dumps([staff_id, _fingerprint(password_hash), expires]))
+
+
+def list_staff(ctx: Context, actor: Actor) -> tuple[StaffRecord, ...]:
+    """Every staff member, active first, then by role and user name."""
+    _require_admin(actor)
+    with ctx.db.read() as conn:
+        users = _orm(conn).execute(select(StaffUser)).scalars().all()
+    out = [
+        StaffRecord(
+            id=u.id, username=u.username, display_name=u.display_name, role=u.role,
+            agency_id=u.agency_id, badge_number=u.badge_number,
+            languages=tuple(x for x in (u.languages or "").split(",") if x),
+            skills=tuple(x for x in (u.skills or "").split(",") if x),
+            daily_capacity=u.daily_capacity, active=u.active,
+            second_factor=u.role in SECOND_FACTOR_ROLES,
+            password_set=not (u.password_hash or "").startswith("!"),
+            created_at=u.created_at,
+        )
+        for u in users
+    ]
+    return tuple(sorted(out, key=lambda r: (not r.active, STAFF_ROLES.index(r.role)
+                                            if r.role in STAFF_ROLES else 99, r.username)))
+
+
+@dataclass(frozen=True)
+class NewStaff:
+    """What creating a staff member hands back, once: the set-password token (for the link)
+    and the TOTP secret to enrol (None for roles without a second factor)."""
+
+    id: str
+    reset_token: str
+    totp_secret: str | None
+
+
+def admin_create_staff(
+    ctx: Context, actor: Actor, *, username: str, role: str, display_name: str = "",
+    agency_id: str | None = None, badge_number: str | None = None,
+    languages: str = DEFAULT_LANGUAGE, skills: str = "", daily_capacity: int = 60,
+) -> NewStaff:
+    """Create a staff member with no usable password and return a one-time link token with
+    which they choose one (see the section comment). Audited as 'staff.created'."""
+    _require_admin(actor)
+    if role != "agency_collector" and agency_id:
+        raise InvalidInput("only agency collectors belong to an agency", record="staff",
+                           field="agency_id")
+    hashes: dict[str, str] = {}
+
+    def audit(conn: Connection, sid: str) -> None:
+        hashes[sid] = conn.execute(select(StaffUser.password_hash)
+                                   .where(StaffUser.id == sid)).scalar_one()
+        _audit_admin(ctx, conn, actor, "staff.created", sid, {
+            "username": username.strip(), "role": role, "agency_id": agency_id or None,
+            "badge_number": (badge_number or "").strip() or None, "languages": languages,
+            "skills": skills, "daily_capacity": daily_capacity})
+
+    sid, secret = create_staff(
+        ctx, username=username.strip(), password=None, role=role,
+        display_name=display_name.strip(), agency_id=agency_id or None,
+        badge_number=(badge_number or "").strip() or None, languages=languages, skills=skills,
+        daily_capacity=daily_capacity, on_created=audit)
+    return NewStaff(sid, _new_reset_token(ctx, sid, hashes[sid]), secret)
+
+
+def set_staff_active(ctx: Context, actor: Actor, staff_id: str, active: bool) -> None:
+    """Deactivate (ends their sessions; they cannot sign in) or reactivate a staff member.
+    An administrator cannot deactivate themselves (so the last one cannot lock everyone out)."""
+    _require_admin(actor)
+    if not active and staff_id == actor.id:
+        raise InvalidInput("you cannot deactivate yourself", record="staff", field="staff_id")
+    with ctx.db.transaction() as conn:
+        user = _staff_row(conn, staff_id)
+        if user.active == active:
+            return
+        conn.execute(update(StaffUser).where(StaffUser.id == staff_id).values(active=active))
+        if not active:
+            _end_sessions(conn, ctx, staff_id)
+        _audit_admin(ctx, conn, actor, "staff.reactivated" if active else "staff.deactivated",
+                     staff_id, {"username": user.username})
+
+
+def issue_password_reset(ctx: Context, actor: Actor, staff_id: str) -> str:
+    """Kill the member's password and sessions and return a one-time set-password token."""
+    _require_admin(actor)
+    unusable = _unusable_hash()
+    with ctx.db.transaction() as conn:
+        user = _staff_row(conn, staff_id)
+        conn.execute(update(StaffUser).where(StaffUser.id == staff_id)
+                     .values(password_hash=unusable))
+        _end_sessions(conn, ctx, staff_id)
+        _audit_admin(ctx, conn, actor, "staff.password_reset", staff_id,
+                     {"username": user.username})
+    return _new_reset_token(ctx, staff_id, unusable)
+
+
+def _staff_for_reset_token(conn: Connection, ctx: Context, token: str) -> StaffUser:
+    from itsdangerous import BadSignature
+
+    wrong = SignInFailed("this link is not valid any more; ask an administrator for a new one")
+    try:
+        staff_id, fingerprint, expires = _reset_serializer(ctx).loads(token[:500])
+    except (BadSignature, ValueError, TypeError):
+        raise wrong from None
+    if not isinstance(expires, int) or ctx.clock.now().timestamp() >= expires:
+        raise wrong
+    user = _orm(conn).execute(select(StaffUser).where(StaffUser.id == str(staff_id))).scalars().first()
+    if user is None or not user.active or not hmac.compare_digest(
+            _fingerprint(user.password_hash or ""), str(fingerprint)):
+        raise wrong
+    return user
+
+
+def reset_link_user(ctx: Context, token: str) -> str:
+    """The user name a set-password link is for; SignInFailed if it is used, stale or forged."""
+    with ctx.db.read() as conn:
+        return _staff_for_reset_token(conn, ctx, token).username
+
+
+def set_password_with_token(ctx: Context, token: str, password: str) -> str:
+    """Use a set-password link: store the new password (argon2), end any sessions; the link
+    dies with the hash it was bound to. Returns the user name. Audited as 'staff.password_set'."""
+    new_hash = hash_password(password)
+    with ctx.db.transaction() as conn:
+        user = _staff_for_reset_token(conn, ctx, token)
+        conn.execute(update(StaffUser).where(StaffUser.id == user.id).values(password_hash=new_hash))
+        _end_sessions(conn, ctx, user.id)
+        _audit_admin(ctx, conn, Actor("staff", user.id, user.role), "staff.password_set",
+                     user.id, {"username": user.username})
+        return user.username
+
+
+def reset_staff_totp(ctx: Context, actor: Actor, staff_id: str) -> str:
+    """A new TOTP secret for a member whose role needs one (returned once, stored encrypted);
+    the old authenticator stops working and their sessions end. Audited as 'staff.totp_reset'."""
+    _require_admin(actor)
+    secret = pyotp.random_base32()
+    with ctx.db.transaction() as conn:
+        user = _staff_row(conn, staff_id)
+        if user.role not in SECOND_FACTOR_ROLES:
+            raise InvalidInput("this role signs in without a second factor", record="staff",
+                               field="staff_id")
+        conn.execute(update(StaffUser).where(StaffUser.id == staff_id).values(
+            totp_secret_enc=ctx.keyring.encrypt(secret, f"staff_user.totp:{staff_id}")))
+        _end_sessions(conn, ctx, staff_id)
+        _audit_admin(ctx, conn, actor, "staff.totp_reset", staff_id, {"username": user.username})
+    return secret
+
+
+def totp_uri(secret: str, username: str) -> str:
+    """The otpauth:// URI an authenticator app enrols from."""
+    return pyotp.TOTP(secret).provisioning_uri(name=username, issuer_name="Parley")
+
+
+def list_api_keys(ctx: Context, actor: Actor) -> tuple[ApiKeyRecord, ...]:
+    """Every API key, in force first, newest first."""
+    _require_admin(actor)
+    with ctx.db.read() as conn:
+        rows = _orm(conn).execute(select(ApiKey)).scalars().all()
+    out = [ApiKeyRecord(r.id, r.name, r.role, r.agency_id, r.created_at, r.revoked_at) for r in rows]
+    return tuple(sorted(out, key=lambda r: (r.revoked_at is not None, -r.created_at.timestamp(), r.id)))
+
+
+def admin_create_api_key(ctx: Context, actor: Actor, name: str, *, role: str,
+                         agency_id: str | None = None) -> tuple[str, str]:
+    """create_api_key, by an administrator, audited as 'apikey.created'."""
+    _require_admin(actor)
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise InvalidInput("must be 1..200 characters", record="api key", field="name")
+    kid, key = create_api_key(ctx, name, role=role, agency_id=agency_id or None)
+    with ctx.db.transaction() as conn:
+        _audit_admin(ctx, conn, actor, "apikey.created", kid,
+                     {"name": name, "role": role, "agency_id": agency_id or None})
+    return kid, key
+
+
+def admin_revoke_api_key(ctx: Context, actor: Actor, key_id: str) -> None:
+    """Revoke a key in force (NotFound for an unknown or already revoked one); audited."""
+    _require_admin(actor)
+    with ctx.db.transaction() as conn:
+        res = conn.execute(update(ApiKey).where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None))
+                           .values(revoked_at=ctx.clock.now()))
+        if not res.rowcount:
+            raise NotFound(f"unknown API key {key_id!r}")
+        _audit_admin(ctx, conn, actor, "apikey.revoked", key_id, {})

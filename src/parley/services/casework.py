@@ -988,6 +988,40 @@ _SLOT_COUNTS = {
 }
 
 
+def _payments_with_bucket_at_payment(paid: Any) -> Any:
+    """`paid` (loan_id, currency, amount, paid_on) with `bucket`: the loan's bucket at the end of
+    the day before the payment took effect, i.e. the bucket it was in when it was paid (a
+    payment that cures a loan must count for the bucket it was cured from, not for M0).
+
+    Read from the bucket history the daily snapshot keeps (`bucket_change`, one row per
+    change): the bucket entered by the latest change before `paid_on`; failing that, the bucket
+    left by the first change on or after it (the snapshot only writes a change row, so a loan
+    whose history starts in the first bucket was in that bucket until it moved). When no
+    snapshot covers the date at all - the loan's history starts after the payment, or there
+    is none - this falls back to the loan's current bucket (`loan_delinquency`), and to NULL
+    (shown as '-') for a loan never snapshotted. One correlated look-up per payment in the
+    window, on the (loan_id) index of bucket_change.
+    """
+    from parley.store.models.loanbook import BucketChange
+
+    bc = BucketChange
+    before = (select(bc.to_bucket)
+              .where(bc.loan_id == paid.c.loan_id, bc.changed_on < paid.c.paid_on)
+              .order_by(bc.changed_on.desc(), bc.id.desc()).limit(1)
+              .correlate(paid).scalar_subquery())
+    after = (select(bc.from_bucket)
+             .where(bc.loan_id == paid.c.loan_id, bc.changed_on >= paid.c.paid_on)
+             .order_by(bc.changed_on, bc.id).limit(1)
+             .correlate(paid).scalar_subquery())
+    current = (select(LoanDelinquency.bucket).where(LoanDelinquency.loan_id == paid.c.loan_id)
+               .correlate(paid).scalar_subquery())
+    from sqlalchemy import func
+
+    return (select(paid.c.loan_id, paid.c.currency, paid.c.amount,
+                   func.coalesce(before, after, current).label("bucket"))
+            .select_from(paid).subquery())
+
+
 def desk_metrics(ctx: Context, actor: Actor, *, days: int = 14) -> dict[str, Any]:
     """What the compliance desk charts, over the last `days` days: contacts per day by channel,
     the right-party contact rate of calls, promises kept, complaints per 10,000 contacts, and
@@ -1054,13 +1088,13 @@ def desk_metrics(ctx: Context, actor: Actor, *, days: int = 14) -> dict[str, Any
             .group_by(Agreement.proposed_by)
         ).all())
         names = dict(s.execute(select(StaffUser.id, StaffUser.display_name)).all())
-        paid = (select(Payment.loan_id, Payment.currency, Payment.amount)
+        paid = (select(Payment.loan_id, Payment.currency, Payment.amount, Payment.paid_on)
                 .where(Payment.paid_at >= since, Payment.reversed_at.is_(None)).subquery())
+        bucketed = _payments_with_bucket_at_payment(paid)
         by_bucket = s.execute(
-            select(LoanDelinquency.bucket, paid.c.currency,
-                   func.sum(paid.c.amount), func.count(func.distinct(paid.c.loan_id)))
-            .select_from(paid).outerjoin(LoanDelinquency, LoanDelinquency.loan_id == paid.c.loan_id)
-            .group_by(LoanDelinquency.bucket, paid.c.currency)
+            select(bucketed.c.bucket, bucketed.c.currency,
+                   func.sum(bucketed.c.amount), func.count(func.distinct(bucketed.c.loan_id)))
+            .group_by(bucketed.c.bucket, bucketed.c.currency)
         ).all()
         arms = (select(ContactQueueItem.loan_id, ContactQueueItem.strategy_id, ContactQueueItem.arm)
                 .where(ContactQueueItem.created_at >= since, ContactQueueItem.loan_id.is_not(None))
@@ -1110,8 +1144,9 @@ def desk_metrics(ctx: Context, actor: Actor, *, days: int = 14) -> dict[str, Any
         "complaints": int(complaints_n),
         "complaints_per_10k": (complaints_n * 10_000 / contacts_total) if contacts_total else None,
         "collectors": collectors,
-        # Recovery: payments received in the window (not reversed), by the loan's current
-        # bucket, and by the strategy arm that planned contact for the loan in the window.
+        # Recovery: payments received in the window (not reversed), by the bucket the loan
+        # was in when each was paid (see _payments_with_bucket_at_payment), and by the
+        # strategy arm that planned contact for the loan in the window.
         "recovery_by_bucket": [
             {"bucket": b or "-", "currency": cur, "amount": _money(int(total), cur), "loans": int(n)}
             for b, cur, total, n in sorted(by_bucket, key=lambda r: (r[0] or "-", r[1]))

@@ -11,7 +11,9 @@ double-submit token: a random cookie echoed in the form.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import secrets
+from functools import lru_cache
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -47,8 +49,58 @@ def get_ctx(request: Request) -> Context:
 CtxDep = Annotated[Context, Depends(get_ctx)]
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=8)
+def trusted_networks(setting: str) -> tuple[Network, ...]:
+    """PARLEY_TRUSTED_PROXIES ('10.0.0.0/8, 192.0.2.1') as networks (validated by Settings)."""
+    return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in setting.split(",") if p.strip())
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        addr = ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
+def forwarded_client(peer: str, forwarded_for: str, trusted: tuple[Network, ...]) -> str:
+    """The client's address as far as it can be believed.
+
+    X-Forwarded-For is honoured only when the direct peer is a trusted proxy, and then read
+    from the right: each trusted hop may vouch for the one before it, and the first address
+    that is not a trusted proxy is the client. Anything left of it was written by the client
+    and could be forged, so it is never used. A malformed entry stops the walk at the last
+    trusted hop. Without trusted proxies (the default) the peer is the client.
+    """
+    def is_trusted(addr: ipaddress.IPv4Address | ipaddress.IPv6Address | None) -> bool:
+        return addr is not None and any(addr in net for net in trusted)
+
+    if not trusted or not forwarded_for or not is_trusted(_address(peer)):
+        return peer
+    client = peer
+    for hop in reversed(forwarded_for.split(",")):
+        addr = _address(hop)
+        if addr is None:
+            return client
+        client = str(addr)
+        if not is_trusted(addr):
+            return client
+    return client
+
+
 def client_ip(request: Request) -> str:
-    return request.client.host if request.client else ""
+    """The address rate limits count under (see forwarded_client and PARLEY_TRUSTED_PROXIES)."""
+    peer = request.client.host if request.client else ""
+    setting = get_ctx(request).settings.trusted_proxies
+    if not setting:
+        return peer
+    forwarded = ",".join(request.headers.getlist("x-forwarded-for"))  # several headers: in order
+    return forwarded_client(peer, forwarded, trusted_networks(setting))
 
 
 def cookie_secure(ctx: Context) -> bool:

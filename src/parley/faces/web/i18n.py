@@ -16,8 +16,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.dates import format_date, format_datetime
-from babel.numbers import format_currency
+from babel.dates import format_date, format_datetime, format_skeleton
+from babel.numbers import (
+    format_compact_decimal,
+    format_currency,
+    format_decimal,
+    format_percent,
+)
 from babel.support import NullTranslations, Translations
 
 LANGS = ("zh-Hans", "zh-Hant", "en")
@@ -86,6 +91,25 @@ class Formatter:
             value = _date.fromisoformat(value)
         return format_date(value, "medium", locale=self.locale)
 
+    def number(self, value: Any) -> str:
+        """A count or amount with the locale's grouping (no currency sign)."""
+        return format_decimal(value, locale=self.locale)
+
+    def compact(self, value: Any) -> str:
+        """A short form for chart axes (12万, 123K)."""
+        return format_compact_decimal(value, locale=self.locale, fraction_digits=1)
+
+    def percent(self, value: Any) -> str:
+        return format_percent(value, locale=self.locale)
+
+    def day_short(self, value: Any) -> str:
+        """A date as month and day only (a chart's day axis)."""
+        if isinstance(value, str):
+            from datetime import date as _date
+
+            value = _date.fromisoformat(value)
+        return format_skeleton("Md", value, locale=self.locale)
+
     def label(self, code: str | None) -> str:
         if not code:
             return ""
@@ -100,6 +124,10 @@ class Formatter:
             "fmt_dt": self.dt,
             "fmt_date": self.date,
             "label": self.label,
+            "fmt_number": self.number,
+            "fmt_compact": self.compact,
+            "fmt_percent": self.percent,
+            "fmt_day": self.day_short,
             "lang": self.lang,
             "html_lang": self.lang,
         }
@@ -170,4 +198,12 @@ LABELS: dict[str, str] = {
     "agency_placement": N_("Agency placement"),
     "pending": N_("Waiting"),
     "leased": N_("In progress"),
+    # staff roles
+    "administrator": N_("Administrator"),
+    "strategy_manager": N_("Strategy manager"),
+    "team_lead": N_("Team lead"),
+    "collector": N_("Collector"),
+    "agency_collector": N_("Agency collector"),
+    "compliance_officer": N_("Compliance officer"),
+    "auditor": N_("Auditor"),
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from importlib import resources
 from typing import Annotated, Any
 
@@ -17,8 +18,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from parley.errors import Conflict, InvalidInput
-from parley.faces.web import i18n
+from parley.errors import Conflict, InvalidInput, NotFound
+from parley.faces.web import charts, i18n
 from parley.faces.web.auth import (
     CSRF_FIELD,
     PRE_COOKIE,
@@ -56,6 +57,7 @@ DESK_ROLES = ("administrator", "compliance_officer", "auditor")
 Workbench = Annotated[Session, require_roles(*WORKBENCH_ROLES, "compliance_officer", "auditor")]
 Caller = Annotated[Session, require_roles(*sorted(casework.CALL_ROLES))]
 Desk = Annotated[Session, require_roles(*DESK_ROLES)]
+Admin = Annotated[Session, require_roles("administrator")]
 
 router = APIRouter(include_in_schema=False)
 
@@ -483,12 +485,16 @@ def desk(request: Request, ctx: CtxDep, session: Desk) -> Response:
     status = request.query_params.get("status") or None
     if status not in (None, *complaints.STATUSES):
         status = None
+    metrics = casework.desk_metrics(ctx, session.actor)
+    now = ctx.clock.now()
+    first_day = (now - timedelta(days=metrics["days"])).astimezone(ctx.business_zone).date()
     return render(
         request, "desk.html",
         complaints=complaints.list_complaints(ctx, session.actor, status=status),
         denials=casework.denials_by_rule(ctx, session.actor),
         packs=casework.packs_in_force(session.actor),
-        metrics=casework.desk_metrics(ctx, session.actor),
+        metrics=metrics,
+        charts=charts.desk_charts(metrics, first_day, now.astimezone(ctx.business_zone).date()),
         status_filter=status,
     )
 
@@ -528,6 +534,147 @@ def desk_complaint_action(
     else:
         complaints.add_evidence(ctx, actor, complaint_id, contact_id=contact_id, note=note)
     return RedirectResponse(f"/desk/complaints/{complaint_id}", status_code=303)
+
+
+# --- administration: staff and API keys -----------------------------------------------------
+#
+# Administrators only (everyone else gets the 403 every admin-only thing answers). Secrets made
+# here - a set-password link, a TOTP secret, an API key - are shown once, in the response to
+# the POST that made them, and never again.
+
+StaffId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
+ResetToken = Annotated[str, Path(min_length=1, max_length=500, pattern=r"^[A-Za-z0-9_.\-]+$")]
+
+
+def _reset_link(request: Request, token: str) -> str:
+    return str(request.base_url).rstrip("/") + f"/signin/reset/{token}"
+
+
+def _admin_staff_page(request: Request, ctx: Context, session: Session, status: int = 200,
+                      **values: Any) -> HTMLResponse:
+    return render(request, "admin_staff.html", status=status,
+                  staff=auth_service.list_staff(ctx, session.actor),
+                  roles=auth_service.STAFF_ROLES, **values)
+
+
+@router.get("/admin/staff")
+def admin_staff(request: Request, ctx: CtxDep, session: Admin) -> Response:
+    return _admin_staff_page(request, ctx, session)
+
+
+@router.post("/admin/staff")
+async def admin_staff_create(
+    request: Request, ctx: CtxDep, session: Admin,
+    username: Annotated[str, Form(max_length=64)],
+    role: Annotated[str, Form(max_length=24)],
+    display_name: Annotated[str, Form(max_length=200)] = "",
+    agency_id: Annotated[str, Form(max_length=64)] = "",
+    badge_number: Annotated[str, Form(max_length=64)] = "",
+    skills: Annotated[str, Form(max_length=400)] = "",
+    daily_capacity: Annotated[int, Form(ge=0, le=1000)] = 60,
+) -> Response:
+    form = await request.form()
+    languages = ",".join(str(v) for v in form.getlist("languages")) or i18n.DEFAULT
+    try:
+        new = auth_service.admin_create_staff(
+            ctx, session.actor, username=username, role=role, display_name=display_name,
+            agency_id=agency_id.strip() or None, badge_number=badge_number, languages=languages,
+            skills=skills, daily_capacity=daily_capacity)
+    except InvalidInput as exc:
+        return _admin_staff_page(request, ctx, session, status=422, error=exc,
+                                 form={k: str(v) for k, v in form.items()},
+                                 form_languages=form.getlist("languages"))
+    return _admin_staff_page(
+        request, ctx, session, status=201, created=username,
+        reset_link=_reset_link(request, new.reset_token), totp_secret=new.totp_secret,
+        totp_uri=auth_service.totp_uri(new.totp_secret, username) if new.totp_secret else None)
+
+
+@router.post("/admin/staff/{staff_id}/{action}")
+def admin_staff_action(
+    request: Request, ctx: CtxDep, session: Admin, staff_id: StaffId,
+    action: Annotated[str, Path(pattern=r"^(deactivate|reactivate|password-reset|totp-reset)$")],
+) -> Response:
+    actor = session.actor
+    if action in ("deactivate", "reactivate"):
+        auth_service.set_staff_active(ctx, actor, staff_id, action == "reactivate")
+        return RedirectResponse(f"/admin/staff#staff-{staff_id}", status_code=303)
+    who = next((s for s in auth_service.list_staff(ctx, actor) if s.id == staff_id), None)
+    if who is None:
+        raise NotFound(f"unknown staff member {staff_id!r}")
+    if action == "password-reset":
+        token = auth_service.issue_password_reset(ctx, actor, staff_id)
+        return _admin_staff_page(request, ctx, session, reset_for=who.username,
+                                 reset_link=_reset_link(request, token))
+    secret = auth_service.reset_staff_totp(ctx, actor, staff_id)
+    return _admin_staff_page(request, ctx, session, totp_for=who.username, totp_secret=secret,
+                             totp_uri=auth_service.totp_uri(secret, who.username))
+
+
+def _admin_keys_page(request: Request, ctx: Context, session: Session, status: int = 200,
+                     **values: Any) -> HTMLResponse:
+    return render(request, "admin_keys.html", status=status,
+                  keys=auth_service.list_api_keys(ctx, session.actor),
+                  roles=auth_service.STAFF_ROLES, **values)
+
+
+@router.get("/admin/api-keys")
+def admin_keys(request: Request, ctx: CtxDep, session: Admin) -> Response:
+    return _admin_keys_page(request, ctx, session)
+
+
+@router.post("/admin/api-keys")
+def admin_key_create(request: Request, ctx: CtxDep, session: Admin,
+                     name: Annotated[str, Form(max_length=200)],
+                     role: Annotated[str, Form(max_length=24)],
+                     agency_id: Annotated[str, Form(max_length=64)] = "") -> Response:
+    try:
+        kid, key = auth_service.admin_create_api_key(ctx, session.actor, name, role=role,
+                                                     agency_id=agency_id.strip() or None)
+    except InvalidInput as exc:
+        return _admin_keys_page(request, ctx, session, status=422, error=exc,
+                                form={"name": name, "role": role, "agency_id": agency_id})
+    return _admin_keys_page(request, ctx, session, status=201, new_key=key, new_key_id=kid)
+
+
+@router.post("/admin/api-keys/{key_id}/revoke")
+def admin_key_revoke(request: Request, ctx: CtxDep, session: Admin, key_id: StaffId) -> Response:
+    auth_service.admin_revoke_api_key(ctx, session.actor, key_id)
+    return RedirectResponse("/admin/api-keys", status_code=303)
+
+
+# --- setting a password from a one-time link (no session needed) ----------------------------
+
+
+@router.get("/signin/reset/{token}")
+def password_reset_page(request: Request, ctx: CtxDep, token: ResetToken) -> Response:
+    try:
+        username = auth_service.reset_link_user(ctx, token)
+    except SignInFailed:
+        return render(request, "password_reset.html", status=410, dead=True)
+    return render(request, "password_reset.html", username=username, token=token)
+
+
+@router.post("/signin/reset/{token}")
+async def password_reset(request: Request, ctx: CtxDep, token: ResetToken,
+                         password: Annotated[str, Form(max_length=200)],
+                         confirm: Annotated[str, Form(max_length=200)]) -> Response:
+    await check_csrf(request, current_session(request))
+    try:
+        username = auth_service.reset_link_user(ctx, token)
+    except SignInFailed:
+        return render(request, "password_reset.html", status=410, dead=True)
+    if password != confirm:
+        return render(request, "password_reset.html", status=422, username=username, token=token,
+                      mismatch=True)
+    try:
+        auth_service.set_password_with_token(ctx, token, password)
+    except InvalidInput:
+        return render(request, "password_reset.html", status=422, username=username, token=token,
+                      too_short=True)
+    except SignInFailed:
+        return render(request, "password_reset.html", status=410, dead=True)
+    return RedirectResponse("/signin?password=set", status_code=303)
 
 
 def install(app: FastAPI) -> None:
