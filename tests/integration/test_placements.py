@@ -260,7 +260,9 @@ def test_recalling_a_placement_ends_it_and_the_agency_loses_the_case(ctx: Contex
     out = recall_placement(ctx, lid, by="manager1", reason="agency under review")
     assert out.agency_id == EAST and out.placement is not None
     assert out.placement.ended_by == "manager1" and out.placement.ended_at == ctx.clock.now()
-    assert placements(ctx) == [(lid, EAST, False, "recalled: agency under review", 1)]
+    with ctx.db.read() as c:
+        item = c.execute(text("SELECT id FROM contact_queue WHERE channel = 'agency'")).scalar_one()
+    assert placements(ctx) == [(lid, EAST, False, "recalled: agency under review", item)]
     assert agency_of(ctx, lid) is None
     with pytest.raises(NotFound):
         case_at_glance(ctx, EAST_AGENT, lid)

@@ -7,7 +7,21 @@ from typing import Any
 
 from sqlalchemy import DateTime, String
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+
+def key_string(length: int) -> TypeEngine[str]:
+    """A string compared byte by byte: identifiers, keys and codes.
+
+    On PostgreSQL it is ``COLLATE "C"``. A database created with a libc locale (even C.UTF-8)
+    otherwise compares every key through strcoll, without abbreviated keys, which made index
+    inserts and sorts on ids several times slower; "C" orders exactly as SQLite's BINARY, so both
+    databases sort ids alike. Equality, and so every join, is the same under either collation.
+    """
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+ID = key_string(64)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -9,9 +9,7 @@ from sqlalchemy import BigInteger, Boolean, Date, ForeignKey, Index, Integer, St
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.store.models.base import Base
-from parley.store.types import UTCDateTime
-
-ID = String(64)
+from parley.store.types import ID, UTCDateTime
 
 
 class Agreement(Base):

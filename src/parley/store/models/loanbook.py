@@ -26,9 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.store.models.base import Base
-from parley.store.types import DecimalText, UTCDateTime
-
-ID = String(64)
+from parley.store.types import ID, DecimalText, UTCDateTime
 
 
 class Borrower(Base):
@@ -124,7 +122,7 @@ class Loan(Base):
     disbursed_on: Mapped[date] = mapped_column(Date)
     first_due_on: Mapped[date] = mapped_column(Date)
     product: Mapped[str] = mapped_column(String(50), default="")
-    agency_id: Mapped[str | None] = mapped_column(String(64), index=True)  # 委外 placement
+    agency_id: Mapped[str | None] = mapped_column(ID, index=True)  # 委外 placement
     schedule_source: Mapped[str] = mapped_column(String(10), default="generated")  # or 'imported'
     status: Mapped[str] = mapped_column(String(12), default="active")
     content_hash: Mapped[str] = mapped_column(String(64))

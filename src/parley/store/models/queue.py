@@ -8,9 +8,7 @@ from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueCon
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.store.models.base import Base
-from parley.store.types import UTCDateTime
-
-ID = String(64)
+from parley.store.types import ID, UTCDateTime, key_string
 
 
 class ContactQueueItem(Base):
@@ -46,12 +44,12 @@ class ContactQueueItem(Base):
     template_id: Mapped[str | None] = mapped_column(ID)
     priority: Mapped[int] = mapped_column(Integer, default=100)
     not_before: Mapped[datetime] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(12), default="pending")
+    status: Mapped[str] = mapped_column(key_string(12), default="pending")
     collector_id: Mapped[str | None] = mapped_column(ID)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     worker_id: Mapped[str | None] = mapped_column(String(64))
-    idempotency_key: Mapped[str] = mapped_column(String(200))
+    idempotency_key: Mapped[str] = mapped_column(key_string(200))
     last_reason: Mapped[str] = mapped_column(Text, default="")
     decision_id: Mapped[int | None] = mapped_column(Integer)
     attempt_id: Mapped[int | None] = mapped_column(Integer)

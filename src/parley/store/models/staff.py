@@ -8,9 +8,7 @@ from sqlalchemy import Boolean, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from parley.store.models.base import Base
-from parley.store.types import UTCDateTime
-
-ID = String(64)
+from parley.store.types import ID, UTCDateTime
 
 
 class Agency(Base):
