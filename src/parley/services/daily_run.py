@@ -818,11 +818,13 @@ def _write_queue(ctx: Context, conn: Connection, as_of: date, exp: Experiment | 
                  due: _Due, bounds: list[str], planned: int,
                  step: Callable[[str, int, int], None], crash_point: Callable[[str], None]) -> int:
     """INSERT … SELECT the due actions, a chunk of accounts per committed transaction, skipping
-    keys already written (a re-run) — ``ON CONFLICT (borrower_id, idempotency_key) DO NOTHING``."""
+    keys already written (a re-run) — ``ON CONFLICT (borrower_id, idempotency_key) DO NOTHING``.
+
+    On PostgreSQL the chunks are written by ``WRITERS`` connections at once (see
+    ``_write_chunks_in_parallel``); SQLite has one writer, so it writes them in turn."""
     now = ctx.clock.now()
     arm_prefix = f"{exp.id}/" if exp is not None else ""
-    base = (
-        f"INSERT INTO contact_queue ({_QUEUE_COLS}) "
+    select_rows = (
         "SELECT :as_of, t.borrower_id, t.loan_id, t.strategy_id, "
         + ("CAST(:arm_prefix AS VARCHAR(64)) || t.strategy_id" if arm_prefix else "''")
         + ", t.state, a.kind, a.channel, 'collection', NULLIF(a.target, ''), a.priority, "
@@ -831,13 +833,8 @@ def _write_queue(ctx: Context, conn: Connection, as_of: date, exp: Experiment | 
         f"{due.from_} LEFT JOIN {T_CALLS.name} c ON c.loan_id = t.loan_id AND c.action_id = a.action_id"
         "{calls_range} "
         f"WHERE {due.where} AND t.state IS NOT NULL")
-    inserted = 0
-    conn.execution_options(parley_write=True)
-    edges: list[str | None] = [None, *bounds]
-    if bounds:
-        edges.append(None)
-    else:
-        edges = [None, None]
+    edges: list[str | None] = [None, *bounds, None] if bounds else [None, None]
+    chunks: list[tuple[Any, dict[str, Any]]] = []
     for i in range(len(edges) - 1):
         lo, hi = edges[i], edges[i + 1]
         cond = calls = ""
@@ -848,17 +845,114 @@ def _write_queue(ctx: Context, conn: Connection, as_of: date, exp: Experiment | 
             cond += " AND t.loan_id <= :hi"
             calls += " AND c.loan_id <= :hi"
         # the same range on the calls side, so each chunk reads only its own slice of them
-        sql = text(base.replace("{calls_range}", calls) + cond
-                   + " ON CONFLICT (borrower_id, idempotency_key) DO NOTHING").bindparams(
-            bindparam("as_of", type_=Date), bindparam("now", type_=UTCDateTime))
         params: dict[str, Any] = {"as_of": as_of, "now": now, "key_prefix": f"{as_of.isoformat()}|",
-                                  "lo": lo, "hi": hi}
-        if arm_prefix:
-            params["arm_prefix"] = arm_prefix
+                                  "lo": lo, "hi": hi, "arm_prefix": arm_prefix or None}
+        chunks.append((select_rows.replace("{calls_range}", calls) + cond,
+                       {k: v for k, v in params.items() if v is not None}))
+    conn.execution_options(parley_write=True)
+    if conn.dialect.name == "postgresql" and len(chunks) > 1:
+        return _write_chunks_in_parallel(ctx, conn, chunks, step, crash_point)
+    inserted = 0
+    for i, (select_sql, params) in enumerate(chunks, start=1):
+        sql = text(f"INSERT INTO contact_queue ({_QUEUE_COLS}) {select_sql}{_ON_CONFLICT}").bindparams(
+            bindparam("as_of", type_=Date), bindparam("now", type_=UTCDateTime))
         with conn.begin():
             _batch_memory(conn)
-            res = conn.execute(sql, {k: v for k, v in params.items() if v is not None})
+            res = conn.execute(sql, params)
             inserted += max(int(res.rowcount or 0), 0)
-        step("queue", i + 1, len(edges) - 1)
-        crash_point(f"queue:{i + 1}")
+        step("queue", i, len(chunks))
+        crash_point(f"queue:{i}")
     return inserted
+
+
+_ON_CONFLICT = " ON CONFLICT (borrower_id, idempotency_key) DO NOTHING"
+# PostgreSQL connections writing queue chunks at once: one per core of the machine this was
+# tuned on; the planning connection computes the next chunk meanwhile.
+WRITERS = 2
+_STAGE_PREFIX = "daily_run_stage_"
+
+
+def _write_chunks_in_parallel(ctx: Context, conn: Connection,
+                              chunks: list[tuple[str, dict[str, Any]]],
+                              step: Callable[[str, int, int], None],
+                              crash_point: Callable[[str], None]) -> int:
+    """A pipeline for PostgreSQL, where one backend writing the queue is CPU-bound on one core:
+    the planning connection (which alone sees the run's temporary tables) stages each chunk's
+    rows into an UNLOGGED table — no indexes, no WAL — and ``WRITERS`` other connections copy
+    staged chunks into ``contact_queue`` at the same time, each chunk one committed transaction
+    with the same ``ON CONFLICT`` as the sequential path, so a crash at any point leaves only
+    whole chunks and a re-run completes exactly as a clean run would.
+
+    An advisory lock keeps one run per database at a time, which lets a run drop any stage
+    table a crashed run left behind."""
+    import uuid
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+    token = uuid.uuid4().hex[:12]
+    with conn.begin():
+        conn.execute(text("SELECT pg_advisory_lock(hashtext('parley.daily_run'))"))
+        left_behind = list(conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE tablename LIKE :p"),
+            {"p": _STAGE_PREFIX + "%"}).scalars())
+    staged: list[str] = []
+    try:
+        _drop_stages(conn, left_behind)
+
+        def write(stage: str) -> int:
+            with ctx.db.engine.connect() as w, w.begin():
+                _batch_memory(w)
+                cols = _QUEUE_COLS
+                res = w.execute(text(
+                    f"INSERT INTO contact_queue ({cols}) SELECT {cols} FROM {stage}{_ON_CONFLICT}"))
+                w.execute(text(f"DROP TABLE {stage}"))
+                return max(int(res.rowcount or 0), 0)
+
+        inserted = done = 0
+        pending: dict[Future[int], int] = {}
+
+        def settle(block: bool) -> None:
+            nonlocal inserted, done
+            if not pending:
+                return
+            finished, _ = wait(list(pending), timeout=None if block else 0,
+                               return_when=FIRST_COMPLETED)
+            for f in sorted(finished, key=lambda f: pending[f]):
+                k = pending.pop(f)
+                inserted += f.result()
+                done += 1
+                step("queue", done, len(chunks))
+                crash_point(f"queue:{k}")
+
+        with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="daily-run-writer") as pool:
+            try:
+                for k, (select_sql, params) in enumerate(chunks, start=1):
+                    stage = f"{_STAGE_PREFIX}{token}_{k}"
+                    with conn.begin():
+                        _batch_memory(conn)
+                        conn.execute(text(f"CREATE UNLOGGED TABLE {stage} AS SELECT {_QUEUE_COLS} "
+                                          "FROM contact_queue WITH NO DATA"))
+                        staged.append(stage)
+                        conn.execute(text(f"INSERT INTO {stage} ({_QUEUE_COLS}) {select_sql}")
+                                     .bindparams(bindparam("as_of", type_=Date),
+                                                 bindparam("now", type_=UTCDateTime)), params)
+                    pending[pool.submit(write, stage)] = k
+                    settle(block=len(pending) >= WRITERS)  # at most WRITERS chunks staged ahead
+                while pending:
+                    settle(block=True)
+            except BaseException:
+                for f in pending:
+                    f.cancel()
+                raise
+        return inserted
+    finally:
+        if conn.in_transaction():
+            conn.rollback()
+        _drop_stages(conn, staged)
+        with conn.begin():
+            conn.execute(text("SELECT pg_advisory_unlock(hashtext('parley.daily_run'))"))
+
+
+def _drop_stages(conn: Connection, names: Sequence[str]) -> None:
+    with conn.begin():
+        for name in names:
+            conn.execute(text(f"DROP TABLE IF EXISTS {name}"))
