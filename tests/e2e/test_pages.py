@@ -304,6 +304,23 @@ def test_an_agency_collector_cannot_open_another_agencys_case(browser, server, w
     assert other_text == missing_text
 
 
+@pytest.mark.browser
+@pytest.mark.slow
+def test_an_administrator_recalls_a_placement_from_the_case_page(browser, server, world) -> None:
+    world.ctx.clock.advance(timedelta(seconds=31))  # the administrator's last code was used
+    page = _page(browser, server, lang="en")
+    _staff_sign_in(page, world, "admin")
+    page.wait_for_url(re.compile(r"/workbench$"))
+    page.goto("/cases/L2")
+    section = page.locator("#placements")
+    assert section.get_by_text("Placed with agency A2.").is_visible()
+    section.locator("input[name=reason]").fill("bringing it in-house")
+    section.get_by_role("button", name="Recall from the agency").click()
+    page.wait_for_url(re.compile(r"/cases/L2#placements$"))
+    assert page.locator("#placements").get_by_text("Not placed with an agency.").is_visible()
+    assert page.locator("#legal").get_by_text("No legal referrals.").is_visible()
+
+
 def test_parley_serve_creates_the_schema_and_serves_pages_and_the_api(tmp_path: Path) -> None:
     import subprocess
     import sys

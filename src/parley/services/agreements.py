@@ -705,30 +705,17 @@ def cancel(ctx: Context, agreement_id: str, *, by: str, reason: str) -> dict[str
         return _show(conn, agreement_id)
 
 
-# The notices this service queues, stored through the templates service the first time they
-# are needed (so they are screened like every other template). Placeholders: see worker.
-NOTICES: dict[str, dict[str, str]] = {
-    "agreement.broken": {
-        "zh-Hans": "{name}您好，借款 {loan_id} 的还款协议因有一期未在宽限期内还款已终止，原借款条款恢复，当前应还 {amount_due}。如需重新协商：{portal_url}",
-        "zh-Hant": "{name}您好，借款 {loan_id} 的還款協議因有一期未在寬限期內還款已終止，原借款條款恢復，目前應還 {amount_due}。如需重新協商：{portal_url}",
-        "en": "Hello {name}, the repayment agreement for loan {loan_id} has ended because an instalment was not paid within the grace period; the original loan terms apply again and {amount_due} is now due. To agree a new plan: {portal_url}",
-    },
-    "agreement.cancelled": {
-        "zh-Hans": "{name}您好，借款 {loan_id} 的还款协议已取消，原借款条款恢复，当前应还 {amount_due}。如需重新协商：{portal_url}",
-        "zh-Hant": "{name}您好，借款 {loan_id} 的還款協議已取消，原借款條款恢復，目前應還 {amount_due}。如需重新協商：{portal_url}",
-        "en": "Hello {name}, the repayment agreement for loan {loan_id} has been cancelled; the original loan terms apply again and {amount_due} is now due. To agree a new plan: {portal_url}",
-    },
-}
+# The notices this service queues: default templates (``templates.DEFAULTS``), seeded and screened
+# with the others by ``seed_default_templates``. Should a database have been seeded before they
+# joined the defaults, the first notice stores whichever locales are missing (never replacing a
+# stored version), so a notice is never queued without a template to send.
+NOTICES = ("agreement.broken", "agreement.cancelled")
 
 
 def _ensure_notice_template(ctx: Context, conn: Connection, template: str) -> None:
-    from parley.services.templates import save_template
-    from parley.store.models.templates import Template
+    from parley.services.templates import ensure_default_template
 
-    have = set(conn.execute(select(Template.locale).where(Template.id == template)).scalars())
-    for locale, body in NOTICES[template].items():
-        if locale not in have:
-            save_template(ctx, template, locale, "sms", body, name=template, by="agreements", conn=conn)
+    ensure_default_template(ctx, conn, template, by="agreements")
 
 
 def _notice(ctx: Context, conn: Connection, a: dict[str, Any], day: date, template: str) -> None:

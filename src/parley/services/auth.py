@@ -753,6 +753,66 @@ def set_staff_active(ctx: Context, actor: Actor, staff_id: str, active: bool) ->
                      staff_id, {"username": user.username})
 
 
+STAFF_PROFILE_FIELDS = ("agency_id", "badge_number", "languages", "skills", "daily_capacity")
+
+
+def _profile(role: str, *, agency_id: str | None, badge_number: str | None, languages: str,
+             skills: str, daily_capacity: int) -> dict[str, object]:
+    """The editable profile as stored, validated for ``role`` (InvalidInput names the field):
+    languages among LANGUAGES (at least one), skills comma-separated (200 characters stored),
+    daily_capacity 0..1000, badge_number at most 32 characters (empty = none), agency_id
+    required for agency collectors and refused for every other role (empty = none)."""
+    langs = list(dict.fromkeys(x.strip() for x in languages.split(",") if x.strip()))
+    if not langs or any(x not in LANGUAGES for x in langs):
+        raise InvalidInput(f"languages must be among {', '.join(LANGUAGES)}", record="staff",
+                           field="languages")
+    skill_list = list(dict.fromkeys(x.strip() for x in skills.split(",") if x.strip()))
+    if len(",".join(skill_list)) > 200:
+        raise InvalidInput("at most 200 characters", record="staff", field="skills")
+    whole = isinstance(daily_capacity, int) and not isinstance(daily_capacity, bool)
+    if not whole or not 0 <= daily_capacity <= 1000:
+        raise InvalidInput("must be a whole number 0..1000", record="staff", field="daily_capacity")
+    badge = (badge_number or "").strip() or None
+    if badge is not None and len(badge) > 32:
+        raise InvalidInput("must be at most 32 characters", record="staff", field="badge_number")
+    agency = (agency_id or "").strip() or None
+    if agency is not None and (len(agency) > 64 or not agency.isprintable() or " " in agency):
+        raise InvalidInput("must be at most 64 characters, without spaces", record="staff",
+                           field="agency_id")
+    if role == "agency_collector" and agency is None:
+        raise InvalidInput("an agency collector needs an agency", record="staff", field="agency_id")
+    if role != "agency_collector" and agency is not None:
+        raise InvalidInput("only agency collectors belong to an agency", record="staff",
+                           field="agency_id")
+    return {"agency_id": agency, "badge_number": badge, "languages": ",".join(langs),
+            "skills": ",".join(skill_list), "daily_capacity": daily_capacity}
+
+
+def admin_update_staff(
+    ctx: Context, actor: Actor, staff_id: str, *, agency_id: str | None, badge_number: str | None,
+    languages: str, skills: str, daily_capacity: int,
+) -> StaffRecord:
+    """Change a staff member's agency, badge number, languages, skills and daily capacity
+    (validated as ``_profile`` says; the role, name and credentials are not changed here).
+    Audited as 'staff.updated' with each changed field's old and new value; a form that
+    changes nothing writes nothing. An agency collector moved to another agency sees the new
+    agency's cases from their next request (the actor is read per request)."""
+    _require_admin(actor)
+    with ctx.db.transaction() as conn:
+        user = _staff_row(conn, staff_id)
+        new = _profile(user.role, agency_id=agency_id, badge_number=badge_number,
+                       languages=languages, skills=skills, daily_capacity=daily_capacity)
+        old = {f: getattr(user, f) for f in STAFF_PROFILE_FIELDS}
+        old["languages"], old["skills"] = old["languages"] or "", old["skills"] or ""
+        changes = {f: [old[f], new[f]] for f in STAFF_PROFILE_FIELDS if old[f] != new[f]}
+        if changes:
+            conn.execute(update(StaffUser).where(StaffUser.id == staff_id)
+                         .values(**{f: new[f] for f in changes}))
+            _audit_admin(ctx, conn, actor, "staff.updated", staff_id,
+                         {"username": user.username, "changes": changes})
+    return next(r for r in list_staff(ctx, actor) if r.id == staff_id)
+
+
 def issue_password_reset(ctx: Context, actor: Actor, staff_id: str) -> str:
     """Kill the member's password and sessions and return a one-time set-password token."""
     _require_admin(actor)

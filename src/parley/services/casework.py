@@ -308,7 +308,7 @@ def loan_view(ctx: Context, actor: Actor, loan_id: str) -> dict[str, Any]:
         loan = _load_loan(conn, actor, loan_id)
         out = _loan_summary(conn, loan, today)
         out["schedule"] = _schedule(conn, loan)
-    return out
+    return {**out, **placements_and_referrals(ctx, actor, loan_id)}
 
 
 # --- the collector's workbench ---------------------------------------------------------------
@@ -377,9 +377,11 @@ def _run_queue(ctx: Context, q: Any) -> list[QueueEntry]:
 
 def case_at_glance(ctx: Context, actor: Actor, loan_id: str) -> dict[str, Any]:
     """Everything a collector needs on one screen: who, what is owed and since when, the
-    schedule, every contact, agreements, holds and notes. Phones are masked."""
+    schedule, every contact, agreements, holds, notes, the loan's agency placements and legal
+    referrals (see placements_and_referrals). Phones are masked."""
     require_role(actor, CASE_ROLES)
     today = ctx.today()
+    placed = placements_and_referrals(ctx, actor, loan_id)  # NotFound for a loan out of sight
     with ctx.db.read() as conn:
         loan = _load_loan(conn, actor, loan_id)
         b = _orm(conn).execute(select(Borrower).where(Borrower.id == loan.borrower_id)).scalars().one()
@@ -401,6 +403,10 @@ def case_at_glance(ctx: Context, actor: Actor, loan_id: str) -> dict[str, Any]:
         if actor.agency_id:  # an agency sees only notes on the loans placed with it
             nq = nq.where(CaseNote.loan_id.in_(loans))
         notes = _orm(conn).execute(nq).all()
+        who = {p[k] for p in placed["placements"] for k in ("placed_by", "ended_by")} | {
+            r[k] for r in placed["legal_referrals"] for k in ("referred_by", "closed_by")}
+        staff_names = {i: n for i, n in conn.execute(
+            select(StaffUser.id, StaffUser.display_name).where(StaffUser.id.in_(who - {None})))}
         return {
             "loan": _loan_summary(conn, loan, today),
             "schedule": _schedule(conn, loan),
@@ -422,6 +428,8 @@ def case_at_glance(ctx: Context, actor: Actor, loan_id: str) -> dict[str, Any]:
                 {"at": n.at, "author": name or n.author_id, "text": n.text, "loan_id": n.loan_id}
                 for n, name in notes
             ],
+            **placed,
+            "staff_names": staff_names,  # placed_by & co. (staff ids) -> display names
         }
 
 
@@ -441,6 +449,73 @@ def add_note(ctx: Context, actor: Actor, loan_id: str, text: str) -> int:
             )
         )
         return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+
+# --- agency placements (委外) and legal referrals ---------------------------------------------
+#
+# Read through the placements service, which applies the rules above (an agency's collector sees
+# only its own agency's placements, of loans placed with it). Recalling a placement and closing
+# a referral are managers' decisions: administrators, team leads and strategy managers, on a
+# loan they may see; the placements service audits both on the borrower's chain.
+
+PLACEMENT_WRITE_ROLES = frozenset({"administrator", "team_lead", "strategy_manager"})
+
+
+def placements_and_referrals(ctx: Context, actor: Actor, loan_id: str) -> dict[str, Any]:
+    """{"placements": [...], "legal_referrals": [...]}, newest first, as the actor may see them.
+
+    A placement: id, agency_id, placed_at, placed_by, reason, ended_at/ended_by/end_reason
+    (None while active), active. A referral: id, queue, status (open | closed), referred_at,
+    referred_by, reason, closed_at/closed_by/close_reason (None while open). NotFound for a loan
+    the actor may not see. A placement that came with the loan import has no row here; the
+    loan's agency_id still names it."""
+    from parley.services import placements
+
+    history = placements.placement_history(ctx, actor, loan_id)
+    referrals = placements.legal_referrals(ctx, actor, loan_id)
+    return {
+        "placements": [
+            {"id": p.id, "agency_id": p.agency_id, "placed_at": p.placed_at,
+             "placed_by": p.placed_by, "reason": p.reason, "ended_at": p.ended_at,
+             "ended_by": p.ended_by, "end_reason": p.end_reason, "active": p.ended_at is None}
+            for p in history
+        ],
+        "legal_referrals": [
+            {"id": r.id, "queue": r.queue, "status": r.status, "referred_at": r.referred_at,
+             "referred_by": r.referred_by, "reason": r.reason, "closed_at": r.closed_at,
+             "closed_by": r.closed_by, "close_reason": r.close_reason}
+            for r in referrals
+        ],
+    }
+
+
+def _by(actor: Actor) -> str:
+    """Who the placements service records: a staff id, or 'api:<key id>' for an API key."""
+    return actor.id if actor.kind == "staff" else f"{actor.kind}:{actor.id}"
+
+
+def recall_case_placement(ctx: Context, actor: Actor, loan_id: str, reason: str) -> Any:
+    """Recall the loan from its agency (``placements.recall_placement``) for a manager who may
+    see the loan. Forbidden for other roles; NotFound for a loan the actor may not see;
+    InvalidInput without a reason; Conflict when the loan is not placed."""
+    from parley.services import placements
+
+    require_role(actor, PLACEMENT_WRITE_ROLES)
+    check_loan_visible(ctx, actor, loan_id)
+    return placements.recall_placement(ctx, loan_id, by=_by(actor), reason=reason)
+
+
+def close_case_referral(ctx: Context, actor: Actor, loan_id: str, referral_id: int,
+                        reason: str) -> Any:
+    """Close one of the loan's legal referrals (``placements.close_referral``) for a manager who
+    may see the loan. A referral of another loan answers NotFound, like a missing one; Conflict
+    when it is already closed."""
+    from parley.services import placements
+
+    require_role(actor, PLACEMENT_WRITE_ROLES)
+    if all(r.id != referral_id for r in placements.legal_referrals(ctx, actor, loan_id)):
+        raise NotFound(f"unknown legal referral {referral_id}")
+    return placements.close_referral(ctx, referral_id, by=_by(actor), reason=reason)
 
 
 # --- the gate, permits and agreements (other services; lazy) ----------------------------------

@@ -193,6 +193,18 @@ DEFAULTS: tuple[tuple[str, str, str, dict[str, str]], ...] = (
         "zh-Hant": "{name}您好，借款 {loan_id} 逾期 {days_past_due} 天，應還 {amount_due}，已轉交法務部門評估。協商管道仍然開放：{portal_url}",
         "en": "Hello {name}, loan {loan_id} is {days_past_due} days overdue ({amount_due}) and has been passed to our legal team for review. You can still agree a plan: {portal_url}",
     }),
+    # the agreements service's notices to the borrower (agreement_service, SMS): a plan ended
+    # because an instalment was missed, or cancelled. Placeholders: see the worker.
+    ("agreement.broken", "sms", "", {
+        "zh-Hans": "{name}您好，借款 {loan_id} 的还款协议因有一期未在宽限期内还款已终止，原借款条款恢复，当前应还 {amount_due}。如需重新协商：{portal_url}",
+        "zh-Hant": "{name}您好，借款 {loan_id} 的還款協議因有一期未在寬限期內還款已終止，原借款條款恢復，目前應還 {amount_due}。如需重新協商：{portal_url}",
+        "en": "Hello {name}, the repayment agreement for loan {loan_id} has ended because an instalment was not paid within the grace period; the original loan terms apply again and {amount_due} is now due. To agree a new plan: {portal_url}",
+    }),
+    ("agreement.cancelled", "sms", "", {
+        "zh-Hans": "{name}您好，借款 {loan_id} 的还款协议已取消，原借款条款恢复，当前应还 {amount_due}。如需重新协商：{portal_url}",
+        "zh-Hant": "{name}您好，借款 {loan_id} 的還款協議已取消，原借款條款恢復，目前應還 {amount_due}。如需重新協商：{portal_url}",
+        "en": "Hello {name}, the repayment agreement for loan {loan_id} has been cancelled; the original loan terms apply again and {amount_due} is now due. To agree a new plan: {portal_url}",
+    }),
     ("appointment_notice", "notice", "", {
         "zh-Hans": "{name}您好，{lender}已为您安排会面：{scheduled_at}，地点：{place}。到访人员：{collectors}。请核对工号，如有疑问请致电客服。",
         "zh-Hant": "{name}您好，{lender}已為您安排會面：{scheduled_at}，地點：{place}。到訪人員：{collectors}。請核對工號，如有疑問請致電客服。",
@@ -211,4 +223,21 @@ def seed_default_templates(ctx: Context) -> int:
                 if (tid, locale) not in have:
                     save_template(ctx, tid, locale, channel, body, subject=subject, conn=c)
                     added += 1
+    return added
+
+
+def ensure_default_template(ctx: Context, conn: Connection, template_id: str, *,
+                            by: str = "system") -> int:
+    """Store the default ``template_id`` in each locale that has no version yet, inside the
+    caller's transaction (screened like every save); returns how many added. The fallback for
+    a database whose defaults were seeded before this template joined them: a stored (perhaps
+    edited) version is never replaced. KeyError for an id that is not a default."""
+    tid, channel, subject, bodies = {d[0]: d for d in DEFAULTS}[template_id]
+    have = set(conn.execute(select(Template.locale).where(Template.id == tid)).scalars())
+    added = 0
+    for locale, body in bodies.items():
+        if locale not in have:
+            save_template(ctx, tid, locale, channel, body, name=tid, subject=subject, by=by,
+                          conn=conn)
+            added += 1
     return added

@@ -105,6 +105,35 @@ class InstallmentOut(BaseModel):
     paid_off_on: str | None
 
 
+class PlacementOut(BaseModel):
+    """One agency placement (委外) of the loan. ended_*: null while the placement is active;
+    placed_by/ended_by: a staff id, 'api:<key id>' or 'system' (the daily strategy)."""
+
+    id: int
+    agency_id: str
+    placed_at: datetime
+    placed_by: str
+    reason: str
+    ended_at: datetime | None
+    ended_by: str | None
+    end_reason: str | None
+    active: bool
+
+
+class LegalReferralOut(BaseModel):
+    """One legal referral of the loan. status: open | closed; closed_*: null while open."""
+
+    id: int
+    queue: str
+    status: str
+    referred_at: datetime
+    referred_by: str
+    reason: str
+    closed_at: datetime | None
+    closed_by: str | None
+    close_reason: str | None
+
+
 class LoanOut(BaseModel):
     id: str
     borrower_id: str
@@ -127,6 +156,9 @@ class LoanOut(BaseModel):
     paid_total: Money
     credit: Money
     schedule: list[InstallmentOut]
+    placements: list[PlacementOut] = Field(
+        default=[], description="agency placements, newest first (an agency key sees only its own)")
+    legal_referrals: list[LegalReferralOut] = Field(default=[], description="newest first")
 
 
 Category = Literal[

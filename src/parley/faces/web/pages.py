@@ -322,14 +322,52 @@ def workbench(request: Request, ctx: CtxDep, session: Workbench) -> Response:
     return render(request, "workbench.html", queue=queue)
 
 
-@router.get("/cases/{loan_id}")
-def case_page(request: Request, ctx: CtxDep, session: Workbench, loan_id: LoanId) -> Response:
+def _case_page(request: Request, ctx: Context, session: Session, loan_id: str,
+               status: int = 200, **values: Any) -> HTMLResponse:
     case = casework.case_at_glance(ctx, session.actor, loan_id)
     may_call = session.actor.role in casework.CALL_ROLES
-    return render(request, "case.html", case=case, results=casework.CALL_RESULTS,
+    return render(request, "case.html", status=status, case=case, results=casework.CALL_RESULTS,
                   may_call=may_call, visits=casework.visits(ctx, session.actor, loan_id),
                   colleagues=casework.colleagues(ctx, session.actor) if may_call else [],
-                  visit_kinds=casework.APPOINTMENT_KINDS)
+                  visit_kinds=casework.APPOINTMENT_KINDS,
+                  may_manage=session.actor.role in casework.PLACEMENT_WRITE_ROLES, **values)
+
+
+@router.get("/cases/{loan_id}")
+def case_page(request: Request, ctx: CtxDep, session: Workbench, loan_id: LoanId) -> Response:
+    return _case_page(request, ctx, session, loan_id)
+
+
+# Recalling a placement and closing a legal referral: the role check (administrator, team lead,
+# strategy manager) and the access rules are the service's (casework); the audit entry is the
+# placements service's. A missing reason or a loan no longer placed re-shows the case.
+
+@router.post("/cases/{loan_id}/placement/recall")
+def case_recall_placement(request: Request, ctx: CtxDep, session: Workbench, loan_id: LoanId,
+                          reason: Annotated[str, Form(max_length=500)] = "") -> Response:
+    try:
+        casework.recall_case_placement(ctx, session.actor, loan_id, reason)
+    except (InvalidInput, Conflict) as exc:
+        return _case_page(request, ctx, session, loan_id,
+                          status=422 if isinstance(exc, InvalidInput) else 409,
+                          action_error={"section": "placements", "message": str(exc),
+                                        "field": getattr(exc, "field", "") or ""})
+    return RedirectResponse(f"/cases/{loan_id}#placements", status_code=303)
+
+
+@router.post("/cases/{loan_id}/legal-referrals/{referral_id}/close")
+def case_close_referral(request: Request, ctx: CtxDep, session: Workbench, loan_id: LoanId,
+                        referral_id: Annotated[int, Path(ge=1, le=2**62)],
+                        reason: Annotated[str, Form(max_length=500)] = "") -> Response:
+    try:
+        casework.close_case_referral(ctx, session.actor, loan_id, referral_id, reason)
+    except (InvalidInput, Conflict) as exc:
+        return _case_page(request, ctx, session, loan_id,
+                          status=422 if isinstance(exc, InvalidInput) else 409,
+                          action_error={"section": "legal", "message": str(exc),
+                                        "field": getattr(exc, "field", "") or "",
+                                        "referral": referral_id})
+    return RedirectResponse(f"/cases/{loan_id}#legal", status_code=303)
 
 
 @router.post("/cases/{loan_id}/visits")
@@ -588,6 +626,35 @@ async def admin_staff_create(
         request, ctx, session, status=201, created=username,
         reset_link=_reset_link(request, new.reset_token), totp_secret=new.totp_secret,
         totp_uri=auth_service.totp_uri(new.totp_secret, username) if new.totp_secret else None)
+
+
+# Registered before the action route below, whose "{action}" would otherwise match "edit".
+@router.post("/admin/staff/{staff_id}/edit")
+async def admin_staff_edit(
+    request: Request, ctx: CtxDep, session: Admin, staff_id: StaffId,
+    agency_id: Annotated[str, Form(max_length=200)] = "",
+    badge_number: Annotated[str, Form(max_length=200)] = "",
+    skills: Annotated[str, Form(max_length=1000)] = "",
+    daily_capacity: Annotated[str, Form(max_length=20)] = "",
+) -> Response:
+    """Edit a member's agency, badge, languages, skills and daily capacity. Bad input re-shows
+    the page (422) with that member's form open, their input kept and the field named."""
+    form = await request.form()
+    languages = ",".join(str(v) for v in form.getlist("languages"))
+    try:
+        try:
+            capacity = int(daily_capacity.strip())
+        except ValueError:
+            raise InvalidInput("must be a whole number 0..1000", record="staff",
+                               field="daily_capacity") from None
+        auth_service.admin_update_staff(
+            ctx, session.actor, staff_id, agency_id=agency_id, badge_number=badge_number,
+            languages=languages, skills=skills, daily_capacity=capacity)
+    except InvalidInput as exc:
+        return _admin_staff_page(request, ctx, session, status=422, edit_for=staff_id,
+                                 edit_error=exc, edit_form={k: str(v) for k, v in form.items()},
+                                 edit_languages=form.getlist("languages"))
+    return RedirectResponse(f"/admin/staff#staff-{staff_id}", status_code=303)
 
 
 @router.post("/admin/staff/{staff_id}/{action}")
