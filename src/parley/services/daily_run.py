@@ -719,7 +719,7 @@ def _collectors(conn: Connection, as_of: date) -> list[_Collector]:
     """Active collectors with their free capacity for ``as_of``: daily capacity less the tasks
     still open (pending or leased) in their queue from days before ``as_of``. Today's own rows
     are not counted, so a re-run of a half-written day assigns exactly as a clean run."""
-    open_tasks = dict(conn.execute(text(
+    open_tasks: dict[str, int] = dict(conn.execute(text(
         "SELECT collector_id, COUNT(*) FROM contact_queue WHERE collector_id IS NOT NULL "
         "AND status IN ('pending', 'leased') AND business_date < :as_of GROUP BY collector_id"
     ).bindparams(bindparam("as_of", type_=Date)), {"as_of": as_of}).all())
