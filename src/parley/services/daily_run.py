@@ -25,10 +25,12 @@ SQLite and PostgreSQL, never a Python loop per account:
    rank). Free capacity is the daily capacity less the tasks still open in the collector's
    queue from earlier days, so a backlog is worked before new work arrives. A visit goes to
    its lead collector, who books the appointment with the partner(s) the pack requires.
-6. **queue** — ``INSERT INTO contact_queue … SELECT … ON CONFLICT (borrower_id, idempotency_key) DO NOTHING``
-   in committed chunks; the key is ``as_of|loan|action``. Every value written is a function of
-   the database before the run and ``as_of`` (no clock), so a run killed after any chunk and
-   run again writes exactly the rows a clean run writes, and a second run writes none.
+6. **queue** — ``INSERT INTO contact_queue … SELECT … ON CONFLICT (borrower_id, idempotency_key)
+   DO NOTHING`` in committed chunks (on PostgreSQL, two writer connections at once; see
+   ``_write_chunks_in_parallel``); the key is ``as_of|loan|action``. Every value written is a
+   function of the database before the run and ``as_of`` (no clock), so a run killed after
+   any chunk and run again writes exactly the rows a clean run writes, and a second run
+   writes none.
 
 Accounts under an active agreement or hold get no state and no action (the strategy's
 enforcement-off tags), and the final insert re-checks agreements and holds against the live
@@ -39,7 +41,8 @@ from __future__ import annotations
 
 import time as _time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
@@ -176,13 +179,6 @@ T_HIST = _tmp("tmp_run_hist", Column("loan_id", ID), Column("kind", key_string(2
               Column("business_date", Date), Column("n", Integer))
 T_SLOT = _tmp("tmp_run_slot", Column("zone_key", key_string(400)), Column("jurisdiction", key_string(16)),
               Column("action_id", Integer), Column("not_before", UTCDateTime))
-# Collector task groups: tasks alike in what a collector needs to take them.
-T_GROUP = _tmp(
-    "tmp_run_group",
-    Column("gid", Integer, primary_key=True), Column("skills", key_string(200)),
-    Column("language", key_string(16)), Column("bucket", key_string(8)),
-    Column("agency_id", key_string(64)), Column("n", Integer),
-)
 # The tasks that could be assigned: ranked within their group, at most the day's free capacity.
 T_CALLS = _tmp(
     "tmp_run_calls",
@@ -194,8 +190,8 @@ T_CSLOT = _tmp("tmp_run_cslot", Column("collector_id", ID), Column("slot_no", In
 T_ELIG = _tmp("tmp_run_elig", Column("collector_id", ID, primary_key=True))
 T_FREE = _tmp("tmp_run_free", Column("collector_id", ID, primary_key=True),
               Column("slot_no", Integer, primary_key=True), Column("rn", Integer, index=True))
-_ALL_TMP = (T_OFF, T_DPD, T_BAL, T_BP, T_ACCT, T_ACTION, T_HIST, T_SLOT, T_GROUP, T_CALLS,
-            T_CSLOT, T_ELIG, T_FREE)
+_ALL_TMP = (T_OFF, T_DPD, T_BAL, T_BP, T_ACCT, T_ACTION, T_HIST, T_SLOT, T_CALLS, T_CSLOT,
+            T_ELIG, T_FREE)
 
 
 def _drop_tmp(conn: Connection) -> None:
@@ -417,8 +413,6 @@ def run_daily(
                 step("actions")
                 _recheck_off(ctx, conn)
                 due = _due_sql(conn)
-                assigned, unassigned = _assign_tasks(conn, due, as_of)
-                step("assign")
                 # One pass over the accounts gives every count: NULL state = enforcement off;
                 # NULL strategy = a borrower newer than the arm buckets (the next run places it).
                 per_state = [(sid, st, int(n)) for sid, st, n in conn.execute(text(
@@ -435,6 +429,10 @@ def run_daily(
                 planned = sum(int(r[2]) for r in by_sc_rows)
                 bounds = _chunk_bounds(conn, chunk_size)
                 step("plan")
+                tasks = sum(int(n) for _, ch, n in by_sc_rows if ch in COLLECTOR_TASK_CHANNELS)
+                assigned = _assign_tasks(conn, due, as_of, tasks) if tasks else 0
+                unassigned = tasks - assigned
+                step("assign")
             crash_point("planned")
             inserted = _write_queue(ctx, conn, as_of, exp, due, bounds, planned, step, crash_point)
         finally:
@@ -737,47 +735,82 @@ def _collectors(conn: Connection, as_of: date) -> list[_Collector]:
     return out
 
 
-def _assign_tasks(conn: Connection, due: _Due, as_of: date) -> tuple[int, int]:
-    """Give collector tasks to collectors by free capacity and skill; returns (assigned,
-    unassigned). Every task takes one slot of the day's capacity."""
+@dataclass(frozen=True)
+class _TaskGroups:
+    """Collector tasks alike in what a collector needs to take them — (skills, language,
+    bucket, agency) — numbered by one integer in mixed radix, so the ranking window partitions
+    by an integer: over the four text keys, nearly all tied, it sorted several times slower
+    (and a GROUP BY to number them first cost as much again).
+
+    sql: the number as a SQL expression over ``a`` (actions) and ``t`` (accounts), with its
+    bound values in ``params``; ``key(n)`` turns a number back into the four values."""
+
+    sql: str
+    params: dict[str, str]
+    values: tuple[tuple[str, ...], ...]  # skills, languages, buckets, agencies; each sorted
+
+    def key(self, n: int) -> tuple[str, str, str, str]:
+        digits = []
+        for vals in reversed(self.values):
+            n, d = divmod(n, len(vals))
+            digits.append(vals[d])
+        skills, language, bucket, agency = reversed(digits)
+        return skills, language, bucket, agency
+
+
+def _task_groups(conn: Connection) -> _TaskGroups | None:
+    skills = conn.execute(text(
+        f"SELECT DISTINCT skills FROM {T_ACTION.name} WHERE channel IN {COLLECTOR_TASK_CHANNELS!r}"
+    )).scalars().all()
+    profiles = conn.execute(text(
+        f"SELECT DISTINCT language, bucket, agency_id FROM {T_ACCT.name} WHERE state IS NOT NULL"
+    )).all()
+    if not skills or not profiles:
+        return None
+    values = (tuple(sorted(skills)), tuple(sorted({p[0] for p in profiles})),
+              tuple(sorted({p[1] for p in profiles})), tuple(sorted({p[2] for p in profiles})))
+    params: dict[str, str] = {}
+    expr = "0"
+    for name, (col, vals) in zip("slba", zip(("a.skills", "t.language", "t.bucket", "t.agency_id"),
+                                             values, strict=True), strict=True):
+        whens = []
+        for i, v in enumerate(vals):
+            params[f"g{name}{i}"] = v
+            whens.append(f"WHEN :g{name}{i} THEN {i}")
+        expr = f"({expr}) * {len(vals)} + (CASE {col} {' '.join(whens)} END)"
+    return _TaskGroups(expr, params, values)
+
+
+def _assign_tasks(conn: Connection, due: _Due, as_of: date, tasks: int) -> int:
+    """Give collector tasks to collectors by free capacity and skill; returns how many were
+    assigned (of ``tasks``). Every task takes one slot of the day's capacity."""
     collectors = _collectors(conn, as_of)
-    # Groups first, numbered, so the ranking below partitions by one integer: a window over
-    # four text keys, nearly all tied, sorted three times slower.
-    conn.execute(text(
-        f"INSERT INTO {T_GROUP.name} (gid, skills, language, bucket, agency_id, n) "
-        "SELECT ROW_NUMBER() OVER (ORDER BY skills, language, bucket, agency_id), skills, language, "
-        "bucket, agency_id, n FROM (SELECT a.skills AS skills, t.language AS language, "
-        "t.bucket AS bucket, t.agency_id AS agency_id, COUNT(*) AS n "
-        f"{due.from_} WHERE a.channel IN {COLLECTOR_TASK_CHANNELS!r} AND {due.where} "
-        "GROUP BY a.skills, t.language, t.bucket, t.agency_id) x"))
-    _analyze(conn, T_GROUP)
-    groups = conn.execute(text(
-        f"SELECT gid, skills, language, bucket, agency_id, n FROM {T_GROUP.name} ORDER BY gid")).all()
-    total = sum(int(g[5]) for g in groups)
-    if not collectors or not groups:
-        return 0, total
+    groups = _task_groups(conn)
+    if not collectors or groups is None:
+        return 0
     free_total = sum(c.capacity for c in collectors)
     # grank: the task's rank within its group, best first. Each group is served once, below,
     # so task k of a group meets free slot k; a task ranked past the day's whole free capacity
     # can never be reached, so it is not kept.
     conn.execute(text(
         f"INSERT INTO {T_CALLS.name} (seq, loan_id, action_id, gid, grank, collector_id) "
-        "SELECT seq, loan_id, action_id, gid, grank, NULL FROM (SELECT ROW_NUMBER() OVER () AS seq, "
-        "t.loan_id AS loan_id, a.action_id AS action_id, g.gid AS gid, ROW_NUMBER() OVER ("
-        "PARTITION BY g.gid ORDER BY a.priority, s.not_before, t.loan_id, a.action_id) AS grank "
-        f"{due.from_} JOIN {T_GROUP.name} g ON g.skills = a.skills "
-        "AND g.language = t.language AND g.bucket = t.bucket AND g.agency_id = t.agency_id "
-        f"WHERE a.channel IN {COLLECTOR_TASK_CHANNELS!r} AND {due.where}) x WHERE grank <= :cap"),
-        {"cap": free_total})
+        "SELECT ROW_NUMBER() OVER (), loan_id, action_id, gid, grank, NULL FROM ("
+        "SELECT loan_id, action_id, gid, ROW_NUMBER() OVER (PARTITION BY gid ORDER BY priority, "
+        "not_before, loan_id, action_id) AS grank FROM (SELECT t.loan_id AS loan_id, "
+        f"a.action_id AS action_id, {groups.sql} AS gid, a.priority AS priority, "
+        f"s.not_before AS not_before {due.from_} "
+        f"WHERE a.channel IN {COLLECTOR_TASK_CHANNELS!r} AND {due.where}) x) y WHERE grank <= :cap"),
+        {**groups.params, "cap": free_total})
     conn.execute(text(f"CREATE INDEX ix_tmp_run_calls_group ON {T_CALLS.name} (gid, grank)"))
     conn.execute(text(f"CREATE INDEX ix_tmp_run_calls_key ON {T_CALLS.name} (loan_id, action_id)"))
     _analyze(conn, T_CALLS)
+    gids = conn.execute(text(f"SELECT DISTINCT gid FROM {T_CALLS.name}")).scalars().all()
     conn.execute(insert(T_CSLOT), [{"collector_id": c.id, "slot_no": n, "used": 0}
                                    for c in collectors for n in range(1, c.capacity + 1)])
     conn.execute(text(f"CREATE INDEX ix_tmp_run_cslot ON {T_CSLOT.name} (collector_id, slot_no)"))
     plan = []
-    for gid, skills, language, bucket, agency, _n in groups:
-        elig = [c.id for c in collectors if c.can_take(skills, language, bucket, agency)]
+    for gid in gids:
+        elig = [c.id for c in collectors if c.can_take(*groups.key(int(gid)))]
         if elig:
             plan.append((len(elig), int(gid), elig))
     plan.sort()  # scarcest group first; ties by the group number, so the result is deterministic
@@ -806,7 +839,7 @@ def _assign_tasks(conn: Connection, due: _Due, as_of: date) -> tuple[int, int]:
             f"{T_FREE.name} f WHERE f.rn <= :k AND f.collector_id = {T_CSLOT.name}.collector_id "
             f"AND f.slot_no = {T_CSLOT.name}.slot_no)"), {"k": int(k or 0)}).rowcount
         assigned += int(got or 0)
-    return assigned, total - assigned
+    return assigned
 
 
 _QUEUE_COLS = ("business_date, borrower_id, loan_id, strategy_id, arm, state, action_kind, channel, "
@@ -850,8 +883,31 @@ def _write_queue(ctx: Context, conn: Connection, as_of: date, exp: Experiment | 
         chunks.append((select_rows.replace("{calls_range}", calls) + cond,
                        {k: v for k, v in params.items() if v is not None}))
     conn.execution_options(parley_write=True)
-    if conn.dialect.name == "postgresql" and len(chunks) > 1:
-        return _write_chunks_in_parallel(ctx, conn, chunks, step, crash_point)
+    if conn.dialect.name == "postgresql":
+        if len(chunks) > 1:
+            return _write_chunks_in_parallel(ctx, conn, chunks, step, crash_point)
+        return _write_chunks_in_turn(conn, chunks, step, crash_point)
+    with _one_checkpoint(conn):
+        return _write_chunks_in_turn(conn, chunks, step, crash_point)
+
+
+@contextmanager
+def _one_checkpoint(conn: Connection) -> Iterator[None]:
+    """SQLite: no automatic WAL checkpoint after each chunk's commit, one at the end. Each
+    automatic checkpoint copied that chunk's pages — index pages again and again — back into
+    the database file, a quarter of the write time; one pass copies each page once."""
+    raw = conn.connection.driver_connection
+    raw.execute("PRAGMA wal_autocheckpoint=0")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        raw.execute("PRAGMA wal_autocheckpoint=1000")
+
+
+def _write_chunks_in_turn(conn: Connection, chunks: list[tuple[str, dict[str, Any]]],
+                          step: Callable[[str, int, int], None],
+                          crash_point: Callable[[str], None]) -> int:
     inserted = 0
     for i, (select_sql, params) in enumerate(chunks, start=1):
         sql = text(f"INSERT INTO contact_queue ({_QUEUE_COLS}) {select_sql}{_ON_CONFLICT}").bindparams(
