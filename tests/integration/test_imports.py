@@ -166,19 +166,56 @@ def test_unsupported_file_types_are_refused(ctx, tmp_path):
         import_file(ctx, "loans", path)
 
 
-def test_the_parallel_parsing_path_gives_the_same_book_and_the_same_errors(ctx, tmp_path, monkeypatch):
+@pytest.mark.parametrize("form", ["csv", "quoted.csv", "jsonl"])
+def test_the_parallel_parsing_path_gives_the_same_book_and_the_same_errors(ctx, tmp_path, monkeypatch, form):
+    """Child processes read byte ranges (CSV without quotes, JSON Lines) or rows this process
+    read (CSV with quotes); either way the book and the errors, numbered in the whole file,
+    are what the sequential path gives."""
     import parley.services.imports as imports
+    import parley.services.loan_import as loan_import
+
+    def write(path, rows):
+        if form == "jsonl":
+            return write_jsonl(path.with_suffix(".jsonl"), rows)
+        if form == "quoted.csv":
+            rows = [dict(r, product='cash, "retail"') for r in rows]
+        return write_csv(path, rows)
 
     monkeypatch.setattr(imports, "PARALLEL_ABOVE_BYTES", 0)
     monkeypatch.setattr(imports, "CHUNK", 1)  # every row its own chunk, several in flight
+    monkeypatch.setattr(loan_import, "RANGE_BYTES", 1)  # every line its own range
     import_file(ctx, "borrowers", write_csv(tmp_path / "b.csv", BORROWERS))
-    report = import_file(ctx, "loans", write_csv(tmp_path / "l.csv", LOANS))
+    report = import_file(ctx, "loans", write(tmp_path / "l.csv", LOANS))
     assert report.inserted == 2 and report.installments == 9
+    again = import_file(ctx, "loans", write(tmp_path / "l.csv", LOANS))
+    assert again.inserted == 0 and again.unchanged == 2
+    bad = [dict(LOANS[0], loan_id="L5"), dict(LOANS[1], loan_id="L6", term="x"), dict(LOANS[1], loan_id="L7", borrower_id="B9"),
+           dict(LOANS[0], principal="1.00"), dict(LOANS[1], loan_id="L5")]
     with pytest.raises(InvalidInput) as err:
-        import_file(ctx, "loans", write_csv(tmp_path / "bad.csv", [dict(LOANS[0], loan_id="L5"), dict(LOANS[1], loan_id="L6", term="x")]))
-    assert err.value.field == "term" and "row 2" in err.value.record
+        import_file(ctx, "loans", write(tmp_path / "bad.csv", bad))
+    found = sorted((e.record, e.field) for e in err.value.errors)
+    name = "bad.jsonl" if form == "jsonl" else "bad.csv"
+    line = 0 if form == "jsonl" else 1  # the CSV header is line 1
+    assert found == [(f"{name} row {r} (line {r + line})", f) for r, f in
+                     [(2, "term"), (3, "borrower_id"), (4, "loan_id"), (5, "loan_id")]]
     assert counts(ctx)["loan"] == 2
     assert orphan_installments(ctx) == 0
+
+
+def test_a_malformed_line_in_a_large_file_stops_it_after_naming_the_rows_before(ctx, tmp_path, monkeypatch):
+    import parley.services.imports as imports
+    import parley.services.loan_import as loan_import
+
+    monkeypatch.setattr(imports, "PARALLEL_ABOVE_BYTES", 0)
+    monkeypatch.setattr(loan_import, "RANGE_BYTES", 1)
+    import_file(ctx, "borrowers", write_csv(tmp_path / "b.csv", BORROWERS))
+    path = write_csv(tmp_path / "l.csv", [LOANS[0], dict(LOANS[1], term="x"), LOANS[1]])
+    head, tail = path.read_text().rsplit("\nL2,", 1)
+    path.write_text(head + "\n\nL2,B2\nL2," + tail)  # after the bad row: a blank line, then a short one
+    with pytest.raises(InvalidInput) as err:
+        import_file(ctx, "loans", path)
+    assert [(e.record, e.field) for e in err.value.errors] == [("l.csv row 2 (line 3)", "term"), ("l.csv row 3 (line 5)", "")]
+    assert counts(ctx)["loan"] == 0
 
 
 def orphan_installments(ctx) -> int:
@@ -217,3 +254,43 @@ def test_a_large_file_reports_its_progress_in_bytes_as_it_streams(ctx, tmp_path)
     seen: list[int] = []
     import_file(ctx, "borrowers", path, progress=seen.append)
     assert len(seen) >= 2 and seen == sorted(seen) and 0 < seen[-1] <= path.stat().st_size
+
+
+def test_a_large_loans_file_read_in_ranges_reports_its_progress_in_bytes(ctx, tmp_path, monkeypatch):
+    import parley.services.imports as imports
+    import parley.services.loan_import as loan_import
+
+    monkeypatch.setattr(imports, "PARALLEL_ABOVE_BYTES", 0)
+    monkeypatch.setattr(loan_import, "RANGE_BYTES", 1)
+    import_file(ctx, "borrowers", write_csv(tmp_path / "b.csv", BORROWERS))
+    path = write_csv(tmp_path / "l.csv", LOANS)
+    seen: list[int] = []
+    import_file(ctx, "loans", path, progress=seen.append)
+    assert len(seen) == 2 and seen == sorted(seen) and seen[-1] == path.stat().st_size
+
+
+def test_a_large_import_into_an_empty_table_puts_the_instalment_key_back(ctx, tmp_path, monkeypatch):
+    """PostgreSQL builds the instalment primary key after a large load into an empty table;
+    the key must be there afterwards, the same, whether the import succeeded or failed."""
+    from sqlalchemy import text
+
+    import parley.services.loan_import as loan_import
+
+    if not ctx.db.is_postgres:
+        pytest.skip("the key is rebuilt only on PostgreSQL")
+
+    def key():
+        with ctx.db.read() as conn:
+            return conn.execute(text("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint "
+                                     "WHERE conrelid = 'installment'::regclass AND contype = 'p'")).all()
+
+    before = key()
+    assert len(before) == 1
+    monkeypatch.setattr(loan_import, "DEFER_KEY_ABOVE_BYTES", 0)
+    import_file(ctx, "borrowers", write_csv(tmp_path / "b.csv", BORROWERS))
+    with pytest.raises(InvalidInput):
+        import_file(ctx, "loans", write_csv(tmp_path / "bad.csv", [LOANS[0], dict(LOANS[1], term="x")]))
+    assert key() == before
+    report = import_file(ctx, "loans", write_csv(tmp_path / "l.csv", LOANS))
+    assert report.installments == 9 and key() == before
+    assert counts(ctx)["installment"] == 9

@@ -11,6 +11,7 @@ exist in the database or earlier in the same file.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from parley.core.schedule import LoanTerms, RepaymentMethod, schedule_rows
 from parley.errors import InvalidInput, InvalidInputs
 from parley.services.context import Context
 from parley.services.payments import PaymentRecord, post_payments, refresh_loan_cache
-from parley.store.db import bulk_copy_text, bulk_insert, db_datetime
+from parley.store.db import bulk_insert, db_datetime
 from parley.store.models.loanbook import Borrower, Installment, Loan, Payment
 
 KINDS = ("borrowers", "loans", "installments", "payments")
@@ -498,8 +499,6 @@ class _LoanRec:
     hash: str = ""
     where: str = ""
     schedule: list[tuple[Any, ...]] = field(default_factory=list)
-    # The schedule pre-encoded as COPY text (PostgreSQL), made in the parsing process.
-    copy_text: str = ""
 
 
 _METHODS = {m.value: m for m in RepaymentMethod}
@@ -508,8 +507,9 @@ _rate = lru_cache(maxsize=4096)(parse_rate)
 
 
 def _fast_loan(v: dict[str, Any], where: str) -> _LoanRec | None:
-    """The common case without per-field error plumbing; None sends the row to `parse_loan`,
-    which names the problem. Accepts exactly what `parse_loan` accepts (a test checks it)."""
+    """The common case without per-field error plumbing; None sends the row to
+    `_parse_loan_slowly`, which names the problem. Accepts exactly what that one accepts (a
+    test checks it)."""
     try:
         loan_id, borrower_id = v["loan_id"].strip(), v["borrower_id"].strip()
         currency = v["currency"].strip().upper()
@@ -545,14 +545,6 @@ def _fast_loan(v: dict[str, Any], where: str) -> _LoanRec | None:
         # ISO strings: identical storage on SQLite, text COPY on PostgreSQL, no adapter cost.
         rec.schedule = [(loan_id, n, borrower_id, due.isoformat(), p, i) for n, (due, (p, i)) in enumerate(zip(dues, parts, strict=True), start=1)]
     return rec
-
-
-def parse_loan(src: SourceRow, name: str) -> _LoanRec:
-    fast = _fast_loan(src.values, "")
-    if fast is not None:
-        fast.where = src.where(name)
-        return fast
-    return _parse_loan_slowly(src, name)
 
 
 def _parse_loan_slowly(src: SourceRow, name: str) -> _LoanRec:
@@ -629,63 +621,7 @@ def _parse_loan_slowly(src: SourceRow, name: str) -> _LoanRec:
     return rec
 
 
-_SCHEDULE_COLUMNS = ("loan_id", "number", "borrower_id", "due_on", "principal_due", "interest_due")
-_INSTALLMENT_COLUMNS = (*_SCHEDULE_COLUMNS, "fee_due", "penalty_due")
-
-
-def _write_loans(conn: Connection, recs: list[_LoanRec], now: datetime) -> int:
-    ts = db_datetime(conn, now)
-    bulk_insert(
-        conn,
-        "loan",
-        (
-            "id",
-            "borrower_id",
-            "currency",
-            "principal",
-            "annual_rate",
-            "term",
-            "method",
-            "day_count",
-            "disbursed_on",
-            "first_due_on",
-            "product",
-            "agency_id",
-            "schedule_source",
-            "status",
-            "content_hash",
-            "created_at",
-            "oldest_unpaid_due_on",
-        ),
-        (
-            (
-                x.id,
-                x.borrower_id,
-                x.currency,
-                x.principal,
-                x.rate_text,
-                x.term,
-                x.method,
-                x.day_count,
-                x.disbursed_on.isoformat(),
-                x.first_due_on.isoformat(),
-                x.product,
-                x.agency_id,
-                x.schedule_source,
-                "active",
-                x.hash,
-                ts,
-                # a generated schedule's first instalment falls due on first_due_on
-                x.first_due_on.isoformat() if x.schedule else None,
-            )
-            for x in recs
-        ),
-    )
-    # The paid_* caches start at their server defaults (0 / NULL): fewer columns, faster writes.
-    if conn.dialect.name == "postgresql":
-        block = "".join(x.copy_text or _schedule_copy_text(x.schedule) for x in recs)
-        return bulk_copy_text(conn, "installment", _SCHEDULE_COLUMNS, block)
-    return bulk_insert(conn, "installment", _SCHEDULE_COLUMNS, (row for x in recs for row in x.schedule))
+_INSTALLMENT_COLUMNS = ("loan_id", "number", "borrower_id", "due_on", "principal_due", "interest_due", "fee_due", "penalty_due")
 
 
 # --------------------------------------------------------------------------- instalments (lender's own schedule)
@@ -753,19 +689,23 @@ def import_file(
             yield batch
 
     with ctx.db.transaction() as conn:
-        handler = {
-            "borrowers": _import_borrowers,
-            "loans": _import_loans,
-            "installments": _import_installments,
-            "payments": _import_payments,
-        }[kind]
         try:
-            batches = _parsed_in_parallel(chunks(), path.name, ctx.db.is_postgres) if kind == "loans" and path.stat().st_size > PARALLEL_ABOVE_BYTES else chunks()
-            for batch in batches:
-                report.rows += len(batch)
-                handler(ctx, conn, batch, path.name, report, errors, now)
-                if len(errors) >= MAX_ERRORS:
-                    break
+            if kind == "loans":
+                # A module of its own (parallel parsing, bulk encodings); it imports this one.
+                from parley.services.loan_import import import_loans
+
+                import_loans(ctx, conn, path, report, errors, progress)
+            else:
+                handler = {
+                    "borrowers": _import_borrowers,
+                    "installments": _import_installments,
+                    "payments": _import_payments,
+                }[kind]
+                for batch in chunks():
+                    report.rows += len(batch)
+                    handler(ctx, conn, batch, path.name, report, errors, now)
+                    if len(errors) >= MAX_ERRORS:
+                        break
         except InvalidInput as exc:  # a file-level problem (header, bad line) stops reading
             errors.append(exc)
         if errors:
@@ -774,26 +714,8 @@ def import_file(
     return report
 
 
+# Loans files larger than this are parsed by child processes (see services.loan_import).
 PARALLEL_ABOVE_BYTES = 4_000_000
-PARSERS = 2  # child processes parsing while this one writes (the machine has two cores)
-
-
-def _parsed_in_parallel(batches: Iterator[list[SourceRow]], name: str, copy_text: bool, ahead: int = 4) -> Iterator[list[Any]]:
-    """Parse (and generate schedules) in a child process while this one writes: on two cores
-    the database writes and the schedule maths overlap. At most `ahead` chunks are in flight,
-    so memory stays bounded however large the file."""
-    import multiprocessing
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=PARSERS, mp_context=multiprocessing.get_context("fork")) as pool:
-        pending: deque[Any] = deque()
-        for batch in batches:
-            pending.append(pool.submit(_parse_loan_chunk, batch, name, copy_text))
-            if len(pending) >= ahead:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
 
 
 def _collect(
@@ -821,11 +743,25 @@ def _existing(conn: Connection, column: Any, hash_column: Any, ids: list[str]) -
         stmt = select(column, hash_column).join(keys, keys.c.k == column)
         found.update(conn.execute(stmt, {"ids": list(ids)}).all())
         return found
-    for i in range(0, len(ids), 900):
-        part = ids[i : i + 900]
-        stmt = select(column, hash_column).where(column.in_(bindparam("ids", expanding=True)))
-        found.update(conn.execute(stmt, {"ids": part}).all())
+    if ids:  # SQLite: likewise one JSON array, probing the key per element (no 999-variable limit)
+        each = func.json_each(bindparam("ids", type_=String)).table_valued("value").alias("k")
+        stmt = select(column, hash_column).join(each, each.c.value == column)
+        found.update(conn.execute(stmt, {"ids": json.dumps(list(ids))}).all())
     return found
+
+
+def _unknown(conn: Connection, column: Any, ids: list[str]) -> set[str]:
+    """The ids not stored in `column` (a key). Asked this way round because the usual answer
+    is "none": fetching every id that does exist cost more than the lookup itself."""
+    if not ids:
+        return set()
+    if conn.dialect.name == "postgresql":
+        keys = select(func.unnest(bindparam("ids", type_=ARRAY(String))).column_valued("k")).subquery()
+        stmt = select(keys.c.k).where(~select(column).where(column == keys.c.k).exists())
+        return set(conn.execute(stmt, {"ids": list(ids)}).scalars())
+    each = func.json_each(bindparam("ids", type_=String)).table_valued("value").alias("k")
+    stmt = select(each.c.value).where(~select(column).where(column == each.c.value).exists())
+    return set(conn.execute(stmt, {"ids": json.dumps(list(ids))}).scalars())
 
 
 def _dedupe(
@@ -878,67 +814,6 @@ def _import_borrowers(
     fresh = _dedupe(recs, existing, errors, "borrower", report)
     if not errors and fresh:
         _write_borrowers(conn, fresh, ctx.keyring, now)
-        report.inserted += len(fresh)
-
-
-def _schedule_copy_text(schedule: list[tuple[Any, ...]]) -> str:
-    # ids are restricted to [A-Za-z0-9._:-], so nothing here needs COPY escaping
-    return "".join("%s\t%d\t%s\t%s\t%d\t%d\n" % row for row in schedule)  # noqa: UP031 (fastest here)
-
-
-def _parse_loan_chunk(batch: list[SourceRow], name: str, copy_text: bool = False) -> list[_LoanRec | InvalidInput]:
-    """Parse a chunk in a worker process: records, or the error for that row. With `copy_text`
-    the schedule is also encoded for COPY here, off the writing process."""
-    out: list[_LoanRec | InvalidInput] = []
-    for row in batch:
-        try:
-            rec = parse_loan(row, name)
-        except InvalidInput as exc:
-            out.append(exc)
-            continue
-        if copy_text and rec.schedule:
-            rec.copy_text = _schedule_copy_text(rec.schedule)
-            rec.schedule = []
-        out.append(rec)
-    return out
-
-
-def _unpack(parsed: list[Any], errors: list[InvalidInput]) -> list[Any]:
-    recs = []
-    for item in parsed:
-        if isinstance(item, InvalidInput):
-            errors.append(item)
-        else:
-            recs.append(item)
-    return recs
-
-
-def _import_loans(
-    ctx: Context,
-    conn: Connection,
-    batch: list[SourceRow],
-    name: str,
-    report: ImportReport,
-    errors: list[InvalidInput],
-    now: datetime,
-) -> None:
-    recs = _collect(errors, lambda row: parse_loan(row, name), batch) if batch and isinstance(batch[0], SourceRow) else _unpack(batch, errors)
-    borrowers = {r.borrower_id for r in recs}
-    known = set(_existing(conn, Borrower.id, Borrower.id, sorted(borrowers)))
-    ok = []
-    for rec in recs:
-        if rec.borrower_id not in known:
-            errors.append(
-                InvalidInput(
-                    f"unknown borrower {rec.borrower_id!r}", record=rec.where, field="borrower_id"
-                )
-            )
-        else:
-            ok.append(rec)
-    existing = _existing(conn, Loan.id, Loan.content_hash, [r.id for r in ok])
-    fresh = _dedupe(ok, existing, errors, "loan", report)
-    if not errors and fresh:
-        report.installments += _write_loans(conn, fresh, now)
         report.inserted += len(fresh)
 
 
