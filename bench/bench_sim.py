@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from bench.pg import drop_databases
 from parley.config import Settings
 from parley.sim.engine import SimConfig, simulate_sharded
 from parley.store.db import Database, normalise_url
@@ -73,11 +74,7 @@ def _pg_databases(n: int) -> Iterator[list[str] | None]:
         base = normalise_url(PG_ADMIN).rsplit("/", 1)[0]
         yield [f"{base}/{name}" for name in names]
     finally:
-        with admin.connect() as conn:
-            for name in names:
-                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                  f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        drop_databases(admin, names)
         admin.dispose()
 
 

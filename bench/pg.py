@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 
 from parley.store.db import normalise_url
 
@@ -24,7 +24,14 @@ def throwaway_database(prefix: str = "parley_bench") -> Iterator[str]:
     try:
         yield normalise_url(SERVER).rsplit("/", 1)[0] + f"/{name}"
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        drop_databases(admin, [name])
         admin.dispose()
+
+
+def drop_databases(admin: Engine, names: list[str]) -> None:
+    """Drop scratch databases, first ending any session still connected to them."""
+    with admin.connect() as conn:
+        for name in names:
+            conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                              f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from bench.pg import drop_databases
 from sqlalchemy import create_engine, text
 
 from parley.config import Settings
@@ -48,11 +49,7 @@ def shard_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[
     try:
         yield [admin_url.rsplit("/", 1)[0] + f"/{name}" for name in names]
     finally:
-        with admin.connect() as conn:
-            for name in names:
-                conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                  f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        drop_databases(admin, names)
         admin.dispose()
 
 
