@@ -154,15 +154,18 @@ def _tmp(name: str, *cols: Column[Any]) -> Table:
     return Table(name, _TMP, *cols, prefixes=["TEMPORARY"])
 
 
-T_OFF = _tmp("tmp_run_off", Column("loan_id", ID, primary_key=True),
+# Per-loan tables carry no key while they are filled: a key is indexed after the bulk insert
+# (``_index_loans``), and on PostgreSQL, which hash-joins them, only where a range or a probe
+# needs it.
+T_OFF = _tmp("tmp_run_off", Column("loan_id", ID),
              Column("agreement", Integer), Column("hold", Integer))
-T_DPD = _tmp("tmp_run_dpd", Column("loan_id", ID, primary_key=True), Column("borrower_id", ID),
+T_DPD = _tmp("tmp_run_dpd", Column("loan_id", ID), Column("borrower_id", ID),
              Column("dpd", Integer), Column("bucket", key_string(8)))
-T_BAL = _tmp("tmp_run_bal", Column("loan_id", ID, primary_key=True), Column("balance", Integer))
-T_BP = _tmp("tmp_run_bp", Column("loan_id", ID, primary_key=True), Column("n", Integer))
+T_BAL = _tmp("tmp_run_bal", Column("loan_id", ID), Column("balance", Integer))
+T_BP = _tmp("tmp_run_bp", Column("loan_id", ID), Column("n", Integer))
 T_ACCT = _tmp(
     "tmp_run_acct",
-    Column("loan_id", ID, primary_key=True), Column("borrower_id", ID), Column("dpd", Integer),
+    Column("loan_id", ID), Column("borrower_id", ID), Column("dpd", Integer),
     Column("bucket", key_string(8)), Column("language", key_string(16)), Column("jurisdiction", key_string(16)),
     Column("zone_key", key_string(400)), Column("agency_id", ID), Column("strategy_id", key_string(64)),
     Column("state", key_string(64)),
@@ -182,7 +185,7 @@ T_SLOT = _tmp("tmp_run_slot", Column("zone_key", key_string(400)), Column("juris
 # The tasks that could be assigned: ranked within their group, at most the day's free capacity.
 T_CALLS = _tmp(
     "tmp_run_calls",
-    Column("seq", Integer, primary_key=True), Column("loan_id", ID), Column("action_id", Integer),
+    Column("loan_id", ID), Column("action_id", Integer),
     Column("gid", Integer), Column("grank", Integer), Column("collector_id", ID),
 )
 T_CSLOT = _tmp("tmp_run_cslot", Column("collector_id", ID), Column("slot_no", Integer),
@@ -204,6 +207,15 @@ def _batch_memory(conn: Connection) -> None:
     with the default 4 MB work_mem PostgreSQL splits them into batches on disk."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SET LOCAL work_mem = '256MB'"))
+
+
+def _index_loans(conn: Connection, t: Table, *, everywhere: bool = False) -> None:
+    """A unique index on ``loan_id``, built once the table is filled (cheaper than keeping it
+    up while inserting): on SQLite, whose nested-loop joins probe it; on PostgreSQL only when
+    ``everywhere`` (a range is read by it), since its joins are hash joins."""
+    if everywhere or conn.dialect.name == "sqlite":
+        conn.execute(text(f"CREATE UNIQUE INDEX ix_{t.name}_loan ON {t.name} (loan_id)"))
+    _analyze(conn, t)
 
 
 def _analyze(conn: Connection, t: Table) -> None:
@@ -483,7 +495,8 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
              f"SELECT d.loan_id, d.borrower_id, d.days_past_due, d.bucket "
              f"FROM ({dpd_sql(conn, ctx.buckets)}) d WHERE d.days_past_due > 0"),
         {**ap, "grace": ctx.settings.grace_days})
-    _analyze(conn, T_DPD)
+    _index_loans(conn, T_OFF)
+    _index_loans(conn, T_DPD)
     if _uses_balance(strategies):
         # Outstanding: everything due by as_of and unpaid, plus principal not yet due.
         conn.execute(text(
@@ -492,9 +505,11 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
             "- i.paid_interest - i.paid_fee - i.paid_penalty ELSE i.principal_due - i.paid_principal END) "
             f"FROM installment i JOIN {T_DPD.name} d ON d.loan_id = i.loan_id GROUP BY i.loan_id"
         ).bindparams(bindparam("as_of", type_=Date)), ap)
+    _index_loans(conn, T_BAL)
     conn.execute(text(
         f"INSERT INTO {T_BP.name} (loan_id, n) SELECT loan_id, COUNT(*) FROM agreement "
         "WHERE status = 'broken' GROUP BY loan_id"))
+    _index_loans(conn, T_BP)
 
     d, bal, bp, off = T_DPD, T_BAL, T_BP, T_OFF
     b = Borrower.__table__
@@ -532,7 +547,7 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
     conn.execute(insert(T_ACCT).from_select(
         ["loan_id", "borrower_id", "dpd", "bucket", "language", "jurisdiction", "zone_key",
          "agency_id", "strategy_id", "state"], sel))
-    _analyze(conn, T_ACCT)
+    _index_loans(conn, T_ACCT, everywhere=True)
     return int(conn.execute(text(f"SELECT COUNT(*) FROM {T_ACCT.name}")).scalar_one())
 
 
@@ -793,8 +808,8 @@ def _assign_tasks(conn: Connection, due: _Due, as_of: date, tasks: int) -> int:
     # so task k of a group meets free slot k; a task ranked past the day's whole free capacity
     # can never be reached, so it is not kept.
     conn.execute(text(
-        f"INSERT INTO {T_CALLS.name} (seq, loan_id, action_id, gid, grank, collector_id) "
-        "SELECT ROW_NUMBER() OVER (), loan_id, action_id, gid, grank, NULL FROM ("
+        f"INSERT INTO {T_CALLS.name} (loan_id, action_id, gid, grank, collector_id) "
+        "SELECT loan_id, action_id, gid, grank, NULL FROM ("
         "SELECT loan_id, action_id, gid, ROW_NUMBER() OVER (PARTITION BY gid ORDER BY priority, "
         "not_before, loan_id, action_id) AS grank FROM (SELECT t.loan_id AS loan_id, "
         f"a.action_id AS action_id, {groups.sql} AS gid, a.priority AS priority, "
