@@ -4,7 +4,11 @@ every shard's audit chain verifies, and the shards' statistics add up to the sum
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,3 +136,32 @@ def test_collectors_are_dealt_out_to_the_shards() -> None:
     assert sum(s.agent_count for s in shares) == 7
     auto = [shard_config(SimConfig(borrowers=3000, days=1), k, 2).agent_count for k in range(2)]
     assert auto == [3, 3]  # one per 500 borrowers, as unsharded
+
+
+def _cli(*args: str, var: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PARLEY_VAR_DIR": str(var)}
+    return subprocess.run([sys.executable, "-m", "parley.faces.cli.main", "simulate", *args],
+                          capture_output=True, text=True, env=env, timeout=300, check=False)
+
+
+def test_the_cli_runs_shards_deterministically_and_parley_breaks_no_rule(tmp_path: Path) -> None:
+    args = ("--borrowers", "160", "--days", "5", "--seed", "4", "--shards", "2", "--format", "json",
+            "--no-report")
+    first, second = _cli(*args, var=tmp_path / "a"), _cli(*args, var=tmp_path / "b")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    doc = json.loads(first.stdout)
+    assert doc["parley"]["contacts"] > 0
+    for key in ("contacts_after_agreement", "contacts_outside_hours", "cap_breaches",
+                "third_party_disclosures"):
+        assert doc["parley"][key] == 0, key
+    assert sorted(p.name for p in (tmp_path / "a" / "sim").glob("*.db")) == [
+        "simulate-seed4-shard0.db", "simulate-seed4-shard1.db"]
+
+
+def test_the_cli_refuses_shards_with_a_database_url(tmp_path: Path) -> None:
+    proc = _cli("--borrowers", "10", "--days", "2", "--shards", "2", "--database-url",
+                f"sqlite:///{tmp_path / 'x.db'}", var=tmp_path)
+    assert proc.returncode == 2
+    assert "database_url" in proc.stderr and "--shards" in proc.stderr
+    assert not (tmp_path / "x.db").exists()

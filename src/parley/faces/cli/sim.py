@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from parley.errors import InvalidInput
 from parley.faces.cli.common import console, err_console, reporting_errors
 
 
@@ -89,19 +90,36 @@ def register(app: typer.Typer) -> None:
             "SQLite file under var/sim/).")] = "",
         agents: Annotated[int, typer.Option("--agents", min=0, help="Collectors (0 = one per 500 borrowers).")] = 0,
         report: Annotated[bool, typer.Option("--report/--no-report", help="Write the HTML report under var/reports/.")] = True,
+        shards: Annotated[int, typer.Option(
+            "--shards", min=1, max=64, help="Split the borrowers over this many processes, each "
+            "on its own SQLite file under var/sim/ (results are deterministic for a seed and a "
+            "number of shards).")] = 1,
     ) -> None:
         """Simulate a portfolio under Parley and under a naive collector; print the summary
         ({"parley": {...}, "naive": {...}} with --format json)."""
         from parley.config import Settings
         from parley.sim import report as rep
-        from parley.sim.engine import SimConfig
+        from parley.sim.engine import SimConfig, simulate_sharded
 
         with reporting_errors():
             config = SimConfig(borrowers=borrowers, days=days, seed=seed, agents=agents)
-            var = Settings().var_dir
-            url = database_url or _fresh_sqlite(var / "sim" / f"simulate-seed{seed}.db")
-            result, ctx = _run(config, url, show_progress=fmt is Format.table)
-            ctx.db.dispose()
+            settings = Settings()
+            var = settings.var_dir
+            if shards > 1:
+                if database_url:
+                    raise InvalidInput("--shards runs each shard on its own SQLite file under "
+                                       "var/sim/; leave --database-url out", record="simulate",
+                                       field="database_url")
+                urls = [_fresh_sqlite(var / "sim" / f"simulate-seed{seed}-shard{k}.db")
+                        for k in range(shards)]
+                if fmt is Format.table:
+                    err_console.print(f"Simulating {borrowers:,} borrowers × {days} days in "
+                                      f"{shards} shards…")
+                result = simulate_sharded(config, urls, settings)
+            else:
+                url = database_url or _fresh_sqlite(var / "sim" / f"simulate-seed{seed}.db")
+                result, ctx = _run(config, url, show_progress=fmt is Format.table)
+                ctx.db.dispose()
         if fmt is Format.json:
             sys.stdout.write(json.dumps(result.summary, ensure_ascii=False, indent=2, sort_keys=True) + "\n")
         else:
