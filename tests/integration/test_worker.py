@@ -315,6 +315,69 @@ def test_a_call_task_gives_a_click_to_call_link_once_permitted_and_logs_the_outc
                             notes="promised to pay Friday") == "done"
 
 
+def _add_collectors(ctx: Context, *ids: str) -> None:
+    with ctx.db.transaction() as c:
+        for k, sid in enumerate(ids):
+            c.execute(text(
+                "INSERT INTO staff_user (id, username, display_name, role, badge_number, "
+                "password_hash, languages, skills, daily_capacity, active, created_at) VALUES "
+                "(:id, :id, :id, 'collector', :badge, '', 'zh-Hans', '', 60, :t, :at)"),
+                {"id": sid, "badge": f"G{k:04d}", "t": True, "at": datetime(2026, 1, 1, tzinfo=UTC)})
+
+
+def test_two_collectors_starting_one_call_at_once_get_one_permit(pg_ctx: Context) -> None:
+    from parley.errors import Conflict
+
+    prepare(pg_ctx, dpd=10)
+    _add_collectors(pg_ctx, "C1", "C2")
+    (task,) = collector_queue(pg_ctx, "C1")
+    results: list[object] = []
+    barrier = threading.Barrier(2)
+
+    def press(cid: str) -> None:
+        barrier.wait()
+        try:
+            results.append(start_call(pg_ctx, task.item_id, cid))
+        except Conflict as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=press, args=(c,)) for c in ("C1", "C2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(type(r).__name__ for r in results) == ["CallStart", "Conflict"]
+    with pg_ctx.db.read() as c:
+        n = c.execute(text("SELECT COUNT(*) FROM contact_attempt WHERE queue_item_id = :i"),
+                      {"i": task.item_id}).scalar_one()
+    assert n == 1
+
+
+def test_an_outcome_is_recorded_together_with_closing_the_task_or_not_at_all(
+        ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    import parley.services.worker as worker_mod
+
+    prepare(ctx, dpd=10)
+    _add_collectors(ctx, "C1")
+    (task,) = collector_queue(ctx, "C1")
+    started = start_call(ctx, task.item_id, "C1")
+
+    real_update = worker_mod.update
+
+    def failing_update(*a, **k):  # the task's closing fails after the outcome was written
+        raise RuntimeError("crash")
+
+    monkeypatch.setattr(worker_mod, "update", failing_update)
+    with pytest.raises(RuntimeError):
+        log_call_outcome(ctx, task.item_id, started.attempt_id, "conversation", by="C1")
+    monkeypatch.setattr(worker_mod, "update", real_update)
+    with ctx.db.read() as c:
+        result = c.execute(text("SELECT result FROM contact_attempt WHERE id = :i"),
+                           {"i": started.attempt_id}).scalar_one()
+    assert result is None  # rolled back with the task, so the retry can record it
+    assert log_call_outcome(ctx, task.item_id, started.attempt_id, "conversation", by="C1") == "done"
+
+
 def test_a_worker_whose_lease_was_taken_over_cannot_act_on_it_even_with_the_same_name(
         ctx: Context) -> None:
     from parley.services.worker import DEFAULT_VARIABLES, _carry_out

@@ -49,6 +49,7 @@ from parley.errors import Conflict, InvalidInput, NotFound, ParleyError
 from parley.services.context import Context
 from parley.services.placements import TASK_CHANNELS, carry_out_task
 from parley.services.templates import get_template, render
+from parley.store.db import lock_borrower
 from parley.store.models.loanbook import Borrower, BorrowerEmail, BorrowerPhone
 from parley.store.models.queue import ContactQueueItem
 from parley.store.models.staff import StaffUser
@@ -498,25 +499,29 @@ def start_call(ctx: Context, item_id: int, collector_id: str,
     from parley.services.permits import PermitRequest, request_permit
 
     click = click or ClickToCall()
-    with ctx.db.read() as conn:
+    now = ctx.clock.now()
+    # One transaction, the task read again under the borrower's lock: two collectors pressing
+    # "call" on one task at once get one permit and one Conflict, not two calls.
+    with ctx.db.transaction() as conn:
         item = conn.execute(select(_q).where(_q.c.id == item_id)).first()
         if item is None or item.channel != "call":
             raise NotFound(f"no call task {item_id}")
+        lock_borrower(conn, item.borrower_id)
+        item = conn.execute(select(_q).where(_q.c.id == item_id)).one()
         # A collector may dial again a task they already hold (e.g. the line dropped).
         if item.status != "pending" and not (item.status == "leased"
                                              and item.worker_id == collector_id):
             raise Conflict(f"call task {item_id} is {item.status}")
         who = _collector(conn, collector_id)
         to = recipient_address(ctx, conn, item.borrower_id, "call")
-    if not to:
-        raise InvalidInput("the borrower has no valid phone", record=f"call task {item_id}", field="to")
-    key = f"queue:{item_id}:{item.attempts + 1}"
-    req = PermitRequest(borrower_id=item.borrower_id, channel="call", purpose=item.purpose,
-                        loan_id=item.loan_id, to=to, collector_id=collector_id,
-                        agency_id=who.agency_id, badge=who.badge_number, queue_item_id=item_id,
-                        idempotency_key=key, initiated_by="collector")
-    now = ctx.clock.now()
-    with ctx.db.transaction() as conn:
+        if not to:
+            raise InvalidInput("the borrower has no valid phone", record=f"call task {item_id}",
+                               field="to")
+        key = f"queue:{item_id}:{item.attempts + 1}"
+        req = PermitRequest(borrower_id=item.borrower_id, channel="call", purpose=item.purpose,
+                            loan_id=item.loan_id, to=to, collector_id=collector_id,
+                            agency_id=who.agency_id, badge=who.badge_number,
+                            queue_item_id=item_id, idempotency_key=key, initiated_by="collector")
         permit = request_permit(ctx, req, conn=conn)
         values: dict[str, Any] = {"decision_id": permit.decision_id, "updated_at": now,
                                   "collector_id": collector_id}
@@ -544,20 +549,22 @@ def log_call_outcome(ctx: Context, item_id: int, attempt_id: int, result: str, *
     goes back to the collector's queue ``retry_after`` later. Returns the task's new status."""
     from parley.services.permits import record_outcome
 
-    with ctx.db.read() as conn:
-        item = conn.execute(select(_q.c.attempt_id, _q.c.status).where(_q.c.id == item_id)).first()
-    if item is None:
-        raise NotFound(f"no call task {item_id}")
-    if item.attempt_id != attempt_id:
-        raise Conflict(f"attempt {attempt_id} is not the current attempt of task {item_id}")
-    record_outcome(ctx, attempt_id, result, recording_ref=recording_ref, notes=notes, by=by)
     now = ctx.clock.now()
     status = "pending" if result in RETRY_RESULTS else "done"
     values: dict[str, Any] = {"status": status, "lease_until": None, "updated_at": now,
                               "last_reason": f"call {result}" + (f": {notes}" if notes else "")}
     if status == "pending":
         values["not_before"] = now + retry_after
+    # The outcome and the task's closing in one transaction: a crash between them used to
+    # leave an outcome recorded on a task still leased, which a retry could not close.
     with ctx.db.transaction() as conn:
+        item = conn.execute(select(_q.c.attempt_id, _q.c.status).where(_q.c.id == item_id)).first()
+        if item is None:
+            raise NotFound(f"no call task {item_id}")
+        if item.attempt_id != attempt_id:
+            raise Conflict(f"attempt {attempt_id} is not the current attempt of task {item_id}")
+        record_outcome(ctx, attempt_id, result, recording_ref=recording_ref, notes=notes, by=by,
+                       conn=conn)
         conn.execute(update(ContactQueueItem).where(_q.c.id == item_id).values(**values))
     return status
 
