@@ -330,3 +330,24 @@ def test_every_page_message_is_translated_and_the_compiled_catalogues_are_curren
     from parley.locale.catalogue import problems
 
     assert problems() == []
+
+
+@pytest.mark.parametrize(("role", "agency", "field"), [
+    ("collector", "A1", "agency_id"),          # only agency collectors belong to an agency
+    ("agency_collector", None, "agency_id"),   # and they must
+    ("collector", None, "languages"),          # an unknown language (below)
+])
+def test_creating_staff_applies_the_same_rules_as_an_administrators_edit(
+        world: World, role: str, agency: str | None, field: str) -> None:
+    from parley.errors import InvalidInput
+
+    languages = "fr" if field == "languages" else "zh-Hans"
+    with pytest.raises(InvalidInput) as err:
+        auth.create_staff(world.ctx, username=f"new-{role}-{field}", password=None, role=role,
+                          agency_id=agency, languages=languages)
+    assert err.value.field == field
+    with world.ctx.db.read() as conn:
+        from parley.store.models.staff import StaffUser
+
+        assert conn.execute(select(func.count()).select_from(StaffUser).where(
+            StaffUser.username == f"new-{role}-{field}")).scalar_one() == 0

@@ -163,21 +163,11 @@ def create_staff(
     password: None = no usable password yet (set through a reset link).
     languages, skills: comma-separated (languages from LANGUAGES); daily_capacity: 0..1000.
     on_created(conn, id): runs in the creating transaction (the administrator's audit entry)."""
-    langs = [x.strip() for x in languages.split(",") if x.strip()]
-    if not langs or any(x not in LANGUAGES for x in langs):
-        raise InvalidInput(f"languages must be among {', '.join(LANGUAGES)}", record="staff",
-                           field="languages")
-    if not 0 <= daily_capacity <= 1000:
-        raise InvalidInput("must be 0..1000", record="staff", field="daily_capacity")
-    if badge_number is not None and len(badge_number) > 32:
-        raise InvalidInput("must be at most 32 characters", record="staff", field="badge_number")
-    skill_list = [x.strip() for x in skills.split(",") if x.strip()]
-    if len(",".join(skill_list)) > 200:
-        raise InvalidInput("at most 200 characters", record="staff", field="skills")
     if role not in STAFF_ROLES:
         raise InvalidInput(f"unknown role {role!r}", record="staff", field="role")
-    if role == "agency_collector" and not agency_id:
-        raise InvalidInput("an agency collector needs an agency", record="staff", field="agency_id")
+    # The same rules as an administrator's edit, so the CLI and the pages agree.
+    profile = _profile(role, agency_id=agency_id, badge_number=badge_number, languages=languages,
+                       skills=skills, daily_capacity=daily_capacity)
     if not username or len(username) > 64:
         raise InvalidInput("must be 1..64 characters", record="staff", field="username")
     pw_hash = hash_password(password) if password is not None else _unusable_hash()
@@ -192,16 +182,12 @@ def create_staff(
                 username=username,
                 display_name=display_name or username,
                 role=role,
-                agency_id=agency_id,
-                badge_number=badge_number,
                 password_hash=pw_hash,
                 totp_secret_enc=(
                     ctx.keyring.encrypt(secret, f"staff_user.totp:{sid}") if secret else None
                 ),
-                languages=",".join(langs),
-                skills=",".join(skill_list),
-                daily_capacity=daily_capacity,
                 created_at=ctx.clock.now(),
+                **profile,
             )
         )
         if on_created is not None:
