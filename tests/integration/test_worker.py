@@ -34,7 +34,11 @@ from parley.services.worker import (
     work_once,
 )
 from parley.store.models.loanbook import Borrower, BorrowerPhone, Installment, Loan
-from tests.integration.test_channels import sms_server, smtp_server  # noqa: F401 (fixtures)
+from tests.integration.test_channels import (  # sms_server, smtp_server: fixtures
+    add_collectors,
+    sms_server,  # noqa: F401
+    smtp_server,  # noqa: F401
+)
 
 MONDAY = date(2026, 3, 2)  # the conftest clock: 10:00 in Shanghai on this Monday
 PHONE = "+8613800138000"
@@ -315,21 +319,11 @@ def test_a_call_task_gives_a_click_to_call_link_once_permitted_and_logs_the_outc
                             notes="promised to pay Friday") == "done"
 
 
-def _add_collectors(ctx: Context, *ids: str) -> None:
-    with ctx.db.transaction() as c:
-        for k, sid in enumerate(ids):
-            c.execute(text(
-                "INSERT INTO staff_user (id, username, display_name, role, badge_number, "
-                "password_hash, languages, skills, daily_capacity, active, created_at) VALUES "
-                "(:id, :id, :id, 'collector', :badge, '', 'zh-Hans', '', 60, :t, :at)"),
-                {"id": sid, "badge": f"G{k:04d}", "t": True, "at": datetime(2026, 1, 1, tzinfo=UTC)})
-
-
 def test_two_collectors_starting_one_call_at_once_get_one_permit(pg_ctx: Context) -> None:
     from parley.errors import Conflict
 
     prepare(pg_ctx, dpd=10)
-    _add_collectors(pg_ctx, "C1", "C2")
+    add_collectors(pg_ctx, "C1", "C2")
     (task,) = collector_queue(pg_ctx, "C1")
     results: list[object] = []
     barrier = threading.Barrier(2)
@@ -358,7 +352,7 @@ def test_an_outcome_is_recorded_together_with_closing_the_task_or_not_at_all(
     import parley.services.worker as worker_mod
 
     prepare(ctx, dpd=10)
-    _add_collectors(ctx, "C1")
+    add_collectors(ctx, "C1")
     (task,) = collector_queue(ctx, "C1")
     started = start_call(ctx, task.item_id, "C1")
 
