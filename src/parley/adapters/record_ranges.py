@@ -26,8 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from parley.adapters.records import SourceRow
-from parley.errors import InvalidInput
+from parley.adapters.records import SourceRow, check_header, keep_literal
 
 
 @dataclass(frozen=True)
@@ -93,25 +92,9 @@ def plan_ranges(path: Path, required: tuple[str, ...]) -> RangePlan | None:
             if "\r" in text.rstrip("\r\n") or text.endswith("\r\r\n"):
                 return None  # old Mac line ends: leave them to the sequential reader
             header = tuple(h.strip() for h in next(csv.reader([text.rstrip("\r\n")]), []))
-            _check_header(path.name, header, required)
+            check_header(path.name, header, required)
             lines_before = 1
     return RangePlan(fmt, header, lines_before, start)
-
-
-def _check_header(name: str, header: tuple[str, ...], required: tuple[str, ...]) -> None:
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise InvalidInput(
-            f"missing required column(s): {', '.join(missing)}",
-            record=f"{name} header",
-            field=missing[0],
-        )
-    if len(set(header)) != len(header):
-        raise InvalidInput("duplicate column names in header", record=f"{name} header")
-
-
-def _keep_literal(text: str) -> str:
-    return text
 
 
 class RangeReader:
@@ -159,7 +142,7 @@ class RangeReader:
                 continue
             row += 1
             try:
-                obj = json.loads(line, parse_float=_keep_literal, parse_int=_keep_literal)
+                obj = json.loads(line, parse_float=keep_literal, parse_int=keep_literal)
             except json.JSONDecodeError as exc:
                 raise RangeError(row, line_no, f"not valid JSON: {exc.msg}") from None
             if not isinstance(obj, dict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,22 @@ class SourceRow:
         return f"{name} row {self.row} (line {self.line})"
 
 
-def _keep_literal(text: str) -> str:
+def keep_literal(text: str) -> str:
+    """json.loads hook: numbers stay their literal text, so amounts never pass through float."""
     return text
+
+
+def check_header(name: str, header: Sequence[str], required: tuple[str, ...]) -> None:
+    """Every required column present, none twice; InvalidInput names the first missing one."""
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InvalidInput(
+            f"missing required column(s): {', '.join(missing)}",
+            record=f"{name} header",
+            field=missing[0],
+        )
+    if len(set(header)) != len(header):
+        raise InvalidInput("duplicate column names in header", record=f"{name} header")
 
 
 def read_records(
@@ -54,15 +68,7 @@ def _read_csv(
             header = [h.strip() for h in next(reader)]
         except StopIteration:
             raise InvalidInput("the file is empty (no header row)", record=path.name) from None
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise InvalidInput(
-                f"missing required column(s): {', '.join(missing)}",
-                record=f"{path.name} header",
-                field=missing[0],
-            )
-        if len(set(header)) != len(header):
-            raise InvalidInput("duplicate column names in header", record=f"{path.name} header")
+        check_header(path.name, header, required)
         width = len(header)
         row = 0
         for fields in reader:
@@ -90,7 +96,7 @@ def _read_jsonl(
             row += 1
             where = f"{path.name} row {row} (line {line_no})"
             try:
-                obj = json.loads(line, parse_float=_keep_literal, parse_int=_keep_literal)
+                obj = json.loads(line, parse_float=keep_literal, parse_int=keep_literal)
             except json.JSONDecodeError as exc:
                 raise InvalidInput(f"not valid JSON: {exc.msg}", record=where) from None
             if not isinstance(obj, dict):
