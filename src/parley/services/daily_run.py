@@ -446,7 +446,7 @@ def run_daily(
                 unassigned = tasks - assigned
                 step("assign")
             crash_point("planned")
-            inserted = _write_queue(ctx, conn, as_of, exp, due, bounds, planned, step, crash_point)
+            inserted = _write_queue(ctx, conn, as_of, exp, due, bounds, step, crash_point)
         finally:
             if conn.in_transaction():
                 conn.rollback()
@@ -863,7 +863,7 @@ _QUEUE_COLS = ("business_date, borrower_id, loan_id, strategy_id, arm, state, ac
 
 
 def _write_queue(ctx: Context, conn: Connection, as_of: date, exp: Experiment | None,
-                 due: _Due, bounds: list[str], planned: int,
+                 due: _Due, bounds: list[str],
                  step: Callable[[str, int, int], None], crash_point: Callable[[str], None]) -> int:
     """INSERT … SELECT the due actions, a chunk of accounts per committed transaction, skipping
     keys already written (a re-run) — ``ON CONFLICT (borrower_id, idempotency_key) DO NOTHING``.
