@@ -25,8 +25,9 @@ from datetime import UTC, date, datetime
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Table, select, text
+from sqlalchemy import Connection, select, text
 
+from parley.store.models.base import table_of
 from parley.store.models.contacts import AuditLog, DecisionReason
 from parley.store.models.loanbook import Borrower
 
@@ -35,9 +36,9 @@ RULES_MAX = 1000  # audit_log.rules column width
 # Gate decisions carry their deny/advise findings as decision_reason rows too.
 DECISION_KINDS = frozenset({"gate.decision", "gate.preview"})
 
-_audit: Table = AuditLog.__table__  # type: ignore[assignment]
-_reason: Table = DecisionReason.__table__  # type: ignore[assignment]
-_borrower: Table = Borrower.__table__  # type: ignore[assignment]
+_audit = table_of(AuditLog)
+_reason = table_of(DecisionReason)
+_borrower = table_of(Borrower)
 
 
 # --- canonical form and hashing ----------------------------------------------------------

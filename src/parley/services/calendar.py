@@ -19,14 +19,15 @@ from datetime import date
 from typing import Any
 
 import holidays as holidays_lib
-from sqlalchemy import Connection, Table, delete, select
+from sqlalchemy import Connection, delete, select
 
 from parley.core.gate import BusinessCalendar
 from parley.errors import InvalidInput
+from parley.store.models.base import table_of
 from parley.store.models.loanbook import CalendarDay, CalendarYear
 
-_day: Table = CalendarDay.__table__  # type: ignore[assignment]
-_year: Table = CalendarYear.__table__  # type: ignore[assignment]
+_day = table_of(CalendarDay)
+_year = table_of(CalendarYear)
 
 _HOLIDAYS_VERSION = str(getattr(holidays_lib, "__version__", "?"))
 CACHE_SECONDS = 60.0

@@ -23,7 +23,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     String,
-    Table,
     and_,
     bindparam,
     case,
@@ -60,6 +59,7 @@ from parley.errors import NotFound
 from parley.services.calendar import cached_calendar
 from parley.services.gate_check import load_pack
 from parley.store.models.agreements import Agreement
+from parley.store.models.base import table_of
 from parley.store.models.contacts import ContactAttempt, ContactPreference
 from parley.store.models.contacts import Hold as HoldRow
 from parley.store.models.contacts import OptOut as OptOutRow
@@ -84,15 +84,15 @@ BINDING_AGREEMENT_SQL = (
 CALENDAR_KINDS = frozenset({"no_contact_on_non_working_days", "flag_non_working_day_calls_at_least"})
 MIN_LOOKBACK_DAYS = 9  # the Reg F consent window scan looks back 9 days
 
-_b: Table = Borrower.__table__  # type: ignore[assignment]
-_ph: Table = BorrowerPhone.__table__  # type: ignore[assignment]
-_ad: Table = BorrowerAddress.__table__  # type: ignore[assignment]
-_tp: Table = ThirdParty.__table__  # type: ignore[assignment]
-_h: Table = HoldRow.__table__  # type: ignore[assignment]
-_o: Table = OptOutRow.__table__  # type: ignore[assignment]
-_p: Table = ContactPreference.__table__  # type: ignore[assignment]
-_a: Table = Agreement.__table__  # type: ignore[assignment]
-_ca: Table = ContactAttempt.__table__  # type: ignore[assignment]
+_b = table_of(Borrower)
+_ph = table_of(BorrowerPhone)
+_ad = table_of(BorrowerAddress)
+_tp = table_of(ThirdParty)
+_h = table_of(HoldRow)
+_o = table_of(OptOutRow)
+_p = table_of(ContactPreference)
+_a = table_of(Agreement)
+_ca = table_of(ContactAttempt)
 
 # Statements built once (SQLAlchemy caches their compiled form): the permit path is hot.
 # The lock statement also says which of the usually empty tables have rows for this borrower,

@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import phonenumbers
-from sqlalchemy import Connection, Table, bindparam, select, text
+from sqlalchemy import Connection, bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 
 from parley.core.gate import (
@@ -54,6 +54,7 @@ from parley.services.facts import (
     request_json,
 )
 from parley.services.gate_check import check_scenario
+from parley.store.models.base import table_of
 from parley.store.models.contacts import AuditLog, ContactAttempt, DecisionReason
 from parley.store.models.contacts import Hold as HoldRow
 from parley.store.models.contacts import OptOut as OptOutRow
@@ -63,14 +64,14 @@ T = TypeVar("T")
 RECORD = "permit"
 INITIATORS = ("collector", "consumer", "system")
 
-_ca: Table = ContactAttempt.__table__  # type: ignore[assignment]
-_dr: Table = DecisionReason.__table__  # type: ignore[assignment]
-_al: Table = AuditLog.__table__  # type: ignore[assignment]
-_em: Table = BorrowerEmail.__table__  # type: ignore[assignment]
-_ph: Table = BorrowerPhone.__table__  # type: ignore[assignment]
-BorrowerTable: Table = Borrower.__table__  # type: ignore[assignment]
-_h: Table = HoldRow.__table__  # type: ignore[assignment]
-_o: Table = OptOutRow.__table__  # type: ignore[assignment]
+_ca = table_of(ContactAttempt)
+_dr = table_of(DecisionReason)
+_al = table_of(AuditLog)
+_em = table_of(BorrowerEmail)
+_ph = table_of(BorrowerPhone)
+BorrowerTable = table_of(Borrower)
+_h = table_of(HoldRow)
+_o = table_of(OptOutRow)
 
 SQL_BY_KEY = select(_ca.c.id, _ca.c.borrower_id, _ca.c.decision_id, _ca.c.to_masked).where(
     _ca.c.idempotency_key == bindparam("key"))

@@ -42,13 +42,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, Table, insert, select, update
+from sqlalchemy import Connection, Row, insert, select, update
 
 from parley.errors import Conflict, InvalidInput, NotFound
 from parley.services.auth import Actor
 from parley.services.context import Context
 from parley.services.facts import NOTICE_WAIT, SQL_AGREEMENTS, SQL_HOLDS
 from parley.store.db import lock_borrower
+from parley.store.models.base import table_of
 from parley.store.models.loanbook import Installment, Loan
 from parley.store.models.placements import AgencyPlacement, LegalReferral
 from parley.store.models.queue import ContactQueueItem
@@ -59,11 +60,11 @@ TASK_CHANNELS = (AGENCY_CHANNEL, LEGAL_CHANNEL)
 DEFAULT_LEGAL_QUEUE = "legal"
 SYSTEM = "system"
 
-_q: Table = ContactQueueItem.__table__  # type: ignore[assignment]
-_loan: Table = Loan.__table__  # type: ignore[assignment]
-_inst: Table = Installment.__table__  # type: ignore[assignment]
-_pl: Table = AgencyPlacement.__table__  # type: ignore[assignment]
-_lr: Table = LegalReferral.__table__  # type: ignore[assignment]
+_q = table_of(ContactQueueItem)
+_loan = table_of(Loan)
+_inst = table_of(Installment)
+_pl = table_of(AgencyPlacement)
+_lr = table_of(LegalReferral)
 
 
 @dataclass(frozen=True, slots=True)
