@@ -271,6 +271,15 @@ def _loan_locked(conn: Connection, loan_id: str) -> Any:
                         .where(_loan.c.id == loan_id)).one()
 
 
+def _unblocked_loan(conn: Connection, loan_id: str, now: datetime, verb: str) -> Any:
+    """The loan, locked; Conflict when an agreement or hold stops collection on it now."""
+    loan = _loan_locked(conn, loan_id)
+    blocked = why_blocked(conn, loan.borrower_id, loan.id, now)
+    if blocked is not None:
+        raise Conflict(f"loan {loan_id} may not be {verb}: {blocked}")
+    return loan
+
+
 def _required(value: str, record: str, field: str) -> str:
     value = (value or "").strip()
     if not value:
@@ -368,10 +377,7 @@ def place_loan(ctx: Context, loan_id: str, agency_id: str, *, by: str,
     by = _required(by, "placement", "by")
     now = ctx.clock.now()
     with ctx.db.transaction() as conn:
-        loan = _loan_locked(conn, loan_id)
-        blocked = why_blocked(conn, loan.borrower_id, loan.id, now)
-        if blocked is not None:
-            raise Conflict(f"loan {loan_id} may not be placed: {blocked}")
+        loan = _unblocked_loan(conn, loan_id, now, "placed")
         return _place(ctx, conn, loan, agency_id, by=by, reason=reason.strip(),
                       queue_item_id=None, now=now)
 
@@ -411,10 +417,7 @@ def refer_to_legal(ctx: Context, loan_id: str, queue: str = DEFAULT_LEGAL_QUEUE,
     by = _required(by, "legal referral", "by")
     now = ctx.clock.now()
     with ctx.db.transaction() as conn:
-        loan = _loan_locked(conn, loan_id)
-        blocked = why_blocked(conn, loan.borrower_id, loan.id, now)
-        if blocked is not None:
-            raise Conflict(f"loan {loan_id} may not be referred: {blocked}")
+        loan = _unblocked_loan(conn, loan_id, now, "referred")
         return _refer(ctx, conn, loan, queue, by=by, reason=reason.strip(), queue_item_id=None,
                       now=now)
 
