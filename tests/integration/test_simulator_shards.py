@@ -21,7 +21,6 @@ from parley.config import Settings
 from parley.sim import engine
 from parley.sim.engine import SimConfig, shard_config, shard_of, simulate_sharded
 from parley.sim.judge import VIOLATION_KEYS
-from parley.sim.seams import Seams
 from tests.conftest import make_ctx, require_postgres
 
 CONFIG = SimConfig(borrowers=160, days=6, seed=7)
@@ -102,7 +101,7 @@ def test_sharded_runs_are_deterministic_and_add_up_their_shards(sqlite_template:
         ctx = make_ctx(f"sqlite:///{alone}")
         try:
             part = shard_of(engine._portfolio(CONFIG), k, 2)
-            parts.append(engine._run_both(shard_config(CONFIG, k, 2), part, ctx, Seams.detect(),
+            parts.append(engine._run_both(shard_config(CONFIG, k, 2), part, ctx,
                                           lambda _s, _d, _t: None))
         finally:
             ctx.db.dispose()

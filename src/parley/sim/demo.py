@@ -1,6 +1,6 @@
 """Demo set-up after a simulation: staff accounts for every role, an agency with some cases
 placed with it, and a borrower worth signing in as. Uses `parley.services.auth.create_staff`
-when it exists (it hashes passwords with argon2 and enrols TOTP where the role needs it)."""
+(it hashes passwords with argon2 and enrols TOTP where the role needs it)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
-
-from parley.sim.seams import optional
 
 DEMO_AGENCY = ("agency-demo", "示范委外催收公司 Demo Agency")
 DEMO_ROLES: tuple[tuple[str, str, str], ...] = (
@@ -44,13 +42,14 @@ class ShiftedClock:
         return datetime.now(UTC) + self._offset
 
 
-def create_accounts(ctx: Any) -> list[DemoAccount] | None:
-    """Staff accounts for each role (None when the auth service is not available yet)."""
-    create_staff = optional("parley.services.auth", "create_staff")
-    if create_staff is None:
-        return None
+def create_accounts(ctx: Any) -> list[DemoAccount]:
+    """Staff accounts for each role."""
+    from parley.services.auth import create_staff
+
     with ctx.db.transaction() as conn:
-        # STAND-IN: no agency service yet; the agency row and a tenth of the cases placed with it.
+        # Demo data, written directly: the agency row and a tenth of the cases placed with it
+        # (loan.agency_id set in one statement, not through parley.services.placements, which
+        # records a placement per loan and refuses loans under an agreement or a hold).
         conn.execute(text("INSERT INTO agency (id, name, active) VALUES (:id, :name, :a)"),
                      {"id": DEMO_AGENCY[0], "name": DEMO_AGENCY[1], "a": True})
         conn.execute(text("UPDATE loan SET agency_id = :a WHERE substr(id, length(id), 1) = '7'"),

@@ -18,7 +18,7 @@ each step needs what the previous one recorded:
          payments, plans, holds and complaints happen in calls
   23:59 agreements reviewed: kept when fully paid, broken when an instalment is 3 days late
 Time is a FixedClock moved to each event (never backwards); nothing reads the wall clock.
-Services that are missing are skipped or replaced by a named stand-in (see `seams`).
+What ran for real is in the report (`SERVICES`).
 """
 
 from __future__ import annotations
@@ -245,7 +245,7 @@ class Run:
     def wanted(self, task: Task, at: datetime) -> bool:
         return True
 
-    def ask(self, task: Task, req: ContactRequest, tp_db: int | None) -> tuple[Answer | None, Any]:
+    def ask(self, task: Task, req: ContactRequest) -> tuple[Answer | None, Any]:
         """The gate's answer (None = nobody asked) and a handle for recording the outcome."""
         return None, None
 
@@ -309,22 +309,19 @@ class Run:
         return amount
 
     # -- facts ------------------------------------------------------------------------------
-    def facts(self, b: SimBorrower, tp: int, at: datetime, *, known: bool) -> Facts:
-        """The facts at ``at``: the truth (known=False, for the judge) or what this run's
-        system knows (known=True)."""
+    def facts(self, b: SimBorrower, tp: int, at: datetime) -> Facts:
+        """The true facts at ``at``, as the judge sees them (not what either system knew)."""
         st = self.state[b.id]
         ts = at.timestamp()
         lo = bisect_left(st.hist_ts, ts - HISTORY_DAYS * 86400)
         history = tuple(st.history[lo:])
-        holds = tuple(h for h, k in zip(st.holds, st.hold_known_at, strict=True)
-                      if (k if known else h.since or at) <= at)
-        phones = tuple(PhoneFact(p.number, (p.number not in st.known_invalid) if known else p.valid)
-                       for p in b.phones)
+        holds = tuple(h for h in st.holds if (h.since or at) <= at)
+        phones = tuple(PhoneFact(p.number, p.valid) for p in b.phones)
         borrower = BorrowerFacts(b.id, phones, b.candidate_zones, holds)
         agreements = []
         ls = self.loan_of[b.id]
         plan = ls.plan
-        if plan is not None and (plan.known_at if known else plan.made_at) <= at:
+        if plan is not None and plan.made_at <= at:
             agreements.append(AgreementFact(ls.loan.id, plan.status, date.min))
         if tp:
             t = b.third_parties[tp - 1]
@@ -354,7 +351,7 @@ class Run:
         self.now(at)
         task.last_to = to
         req = ContactRequest(at, Channel.CALL, person, role, to, purpose, ls.loan.id)
-        answer, handle = self.ask(task, req, task.tp or None)
+        answer, handle = self.ask(task, req)
         if answer is not None and answer.dropped:
             return 0.2, False
         if answer is not None and not answer.allowed:
@@ -365,7 +362,7 @@ class Run:
             if nxt is not None and nxt < self.shift_end:
                 push(task, nxt.astimezone(UTC) + timedelta(seconds=1))
             return 0.3, False
-        verdict = decide(req, self.facts(b, task.tp, at, known=False), self.pack)
+        verdict = decide(req, self.facts(b, task.tp, at), self.pack)
         found = wrongs(verdict, self.pack)
         day = self.day_no
         # The borrower's (or contact's) side.
@@ -618,12 +615,6 @@ def summarise(stats: Stats) -> dict[str, Any]:
     return out
 
 
-def importlib_module(name: str) -> Any:
-    import importlib
-
-    return importlib.import_module(name)
-
-
 def _cumulative(loan: SimLoan) -> list[int]:
     out, total = [], 0
     for s in loan.schedule:
@@ -702,11 +693,10 @@ WORKER_TICK = timedelta(minutes=30)  # how often the simulated worker process wa
 class ParleyRun(Run):
     """Parley on a real database: every call asks the gate at the moment it is made.
 
-    With the daily run and the worker available ("full" mode) the morning run plans the day
-    (SMS, e-mail and call tasks assigned to collectors), the worker drains SMS/e-mail every
-    30 simulated minutes through the simulator's provider, and collectors work their call
-    tasks through ``start_call`` / ``log_call_outcome``. Without them, collectors call from
-    the morning delinquency snapshot, asking ``request_permit`` for each call.
+    The morning run plans the day (SMS, e-mail and call tasks assigned to collectors), the
+    worker drains SMS/e-mail every 30 simulated minutes through the simulator's provider, and
+    collectors work their call tasks through ``start_call`` / ``log_call_outcome``; follow-up
+    calls not in the queue (another number, a third party) ask ``request_permit``.
     """
 
     name = "parley"
@@ -714,23 +704,18 @@ class ParleyRun(Run):
     tp_purpose = Purpose.LOCATION
 
     def __init__(self, portfolio: Portfolio, config: SimConfig, buckets: BucketScheme,
-                 ctx: Any, seams: Any) -> None:
+                 ctx: Any) -> None:
         super().__init__(portfolio, config, buckets)
         self.ctx = ctx
-        self.seams = seams
         self.tp_ids: dict[tuple[str, int], int] = {}
         self.tp_queued: set[str] = set()
         self.plan_ids: dict[str, Plan] = {}  # agreement id (service) → the plan
         self.refusals: list[str] = []
-        self.used_agreements = False
-        self.full = False
         self.collectors: list[str] = []
         self.ticks: list[datetime] = []
         self.provider = SimProvider(ctx.clock)
         self.number_of: dict[str, str] = {}
         self.last_status = ""
-        self.used_worker = False
-        self.used_daily_run = False
         self.used_complaints = False
 
     # setup: the book as `parley import` would leave it, and the payments made before day 0
@@ -738,9 +723,10 @@ class ParleyRun(Run):
               progress: Callable[[int], None] | None = None) -> None:
         from sqlalchemy import text
 
+        from parley.services.auth import create_staff
         from parley.services.payments import PaymentRecord, post_payments
+        from parley.services.templates import seed_default_templates
         from parley.sim.portfolio import write
-        from parley.sim.seams import optional
 
         start_at = local_instant(self.config.start, 0, 0, BUSINESS_ZONE)
         self.now(start_at)
@@ -767,39 +753,31 @@ class ParleyRun(Run):
         with self.ctx.db.transaction() as conn:
             for i in range(0, len(recs), 20_000):
                 post_payments(self.ctx, conn, recs[i:i + 20_000], start_at)
-        create_staff = optional("parley.services.auth", "create_staff")
-        self.full = bool(self.seams.daily_run and self.seams.worker and self.seams.permits
-                         and create_staff)
-        if self.full:
-            seed_templates = optional("parley.services.templates", "seed_default_templates")
-            if seed_templates is not None:
-                seed_templates(self.ctx)
-            for k in range(1, self.config.agent_count + 1):
-                # No password: simulated collectors never sign in, and each argon2 hash
-                # costs ≈ 0.3 s (a minute of set-up for the 200 collectors of 100,000
-                # borrowers).
-                sid, _ = create_staff(self.ctx, username=f"sim-collector-{k:02d}", password=None,
-                                      role="collector", display_name=f"模拟催收员 {k:02d}",
-                                      badge_number=f"SIM-{k:03d}", staff_id=f"sim-c{k:02d}",
-                                      languages="zh-Hans,zh-Hant,en")
-                self.collectors.append(sid)
-            keys = self.ctx.keyring
-            self.number_of = {keys.blind_index(ph.number, "phone"): ph.number
-                              for b in self.p.borrowers for ph in b.phones}
+        seed_default_templates(self.ctx)
+        for k in range(1, self.config.agent_count + 1):
+            # No password: simulated collectors never sign in, and each argon2 hash costs
+            # ≈ 0.3 s (a minute of set-up for the 200 collectors of 100,000 borrowers).
+            sid, _ = create_staff(self.ctx, username=f"sim-collector-{k:02d}", password=None,
+                                  role="collector", display_name=f"模拟催收员 {k:02d}",
+                                  badge_number=f"SIM-{k:03d}", staff_id=f"sim-c{k:02d}",
+                                  languages="zh-Hans,zh-Hant,en")
+            self.collectors.append(sid)
+        keys = self.ctx.keyring
+        self.number_of = {keys.blind_index(ph.number, "phone"): ph.number
+                          for b in self.p.borrowers for ph in b.phones}
 
     def now(self, at: datetime) -> None:
         self.ctx.clock.set(at)
 
     def morning(self, day: date) -> None:
+        from parley.services.daily_run import run_daily
         from parley.services.delinquency import snapshot
 
         snapshot(self.ctx, day)
-        if self.full:
-            self.seams.daily_run(self.ctx, day)
-            self.used_daily_run = True
-            self.sync_plans(day)
-            first = local_instant(day, 8, 0, BUSINESS_ZONE)
-            self.ticks = [first + WORKER_TICK * k for k in range(28)]  # 08:00 … 21:30
+        run_daily(self.ctx, day)
+        self.sync_plans(day)
+        first = local_instant(day, 8, 0, BUSINESS_ZONE)
+        self.ticks = [first + WORKER_TICK * k for k in range(28)]  # 08:00 … 21:30
 
     def record_payments(self, items: list[tuple[str, str, datetime, int]], batch: bool) -> None:
         from parley.services.payments import PaymentRecord, post_payment, post_payments
@@ -814,31 +792,19 @@ class ParleyRun(Run):
                 post_payment(self.ctx, pid, loan, at, amount, source="sim")
 
     def call_list(self, day: date) -> list[Task]:
-        """Full mode: today's call tasks from the daily run's queue. Otherwise the morning's
-        delinquent accounts from the snapshot (worst first), without those under an
-        agreement or a hold (the daily run's rule: no collection action for them)."""
+        """Today's call tasks from the daily run's queue."""
         from sqlalchemy import text
 
         self.tp_queued.clear()
-        out = []
         with self.ctx.db.read() as conn:
-            if self.full:
-                rows = conn.execute(text(
-                    "SELECT id, loan_id, priority FROM contact_queue WHERE business_date = :d "
-                    "AND channel = 'call' AND status = 'pending' AND loan_id IS NOT NULL "
-                    "ORDER BY priority, id"), {"d": day}).all()
-                for item_id, loan_id, prio in rows:
-                    ls = self.loans[loan_id]
-                    out.append(Task(ls.borrower, ls, priority=-int(prio), item=int(item_id)))
-                return out
             rows = conn.execute(text(
-                "SELECT loan_id, days_past_due FROM loan_delinquency WHERE as_of = :d "
-                "AND days_past_due > 0 ORDER BY days_past_due DESC, loan_id"), {"d": day}).all()
-        for loan_id, dpd in rows:
+                "SELECT id, loan_id, priority FROM contact_queue WHERE business_date = :d "
+                "AND channel = 'call' AND status = 'pending' AND loan_id IS NOT NULL "
+                "ORDER BY priority, id"), {"d": day}).all()
+        out = []
+        for item_id, loan_id, prio in rows:
             ls = self.loans[loan_id]
-            if ls.plan is not None or self.state[ls.borrower.id].holds:
-                continue
-            out.append(Task(ls.borrower, ls, priority=int(dpd)))
+            out.append(Task(ls.borrower, ls, priority=-int(prio), item=int(item_id)))
         return out
 
     def wanted(self, task: Task, at: datetime) -> bool:
@@ -854,18 +820,14 @@ class ParleyRun(Run):
             return None
         return ok[0] if task.item is not None else ok[task.tries % len(ok)]
 
-    def ask(self, task: Task, req: ContactRequest, tp_db: int | None) -> tuple[Answer | None, Any]:
-        permits = self.seams.permits
-        if permits is None:
-            # STAND-IN while parley.services.permits is missing: the pure gate on the facts
-            # this run's system knows. Not a permit: nothing is locked or logged.
-            facts = self.facts(task.borrower, task.tp, req.at, known=True)
-            return Answer.of(decide(req, facts, self.pack)), None
-        cid = self.collectors[self.agent % len(self.collectors)] if self.collectors else "sim-collector"
+    def ask(self, task: Task, req: ContactRequest) -> tuple[Answer | None, Any]:
+        from parley.services.permits import PermitRequest, request_permit
+
+        cid = self.collectors[self.agent % len(self.collectors)]
         if task.item is not None:
             return self._start_call(task, req, cid)
         tp_id = self.tp_ids[(task.borrower.id, task.tp)] if task.tp else None
-        permit = permits.request_permit(self.ctx, permits.PermitRequest(
+        permit = request_permit(self.ctx, PermitRequest(
             borrower_id=task.borrower.id, channel="call", purpose=str(req.purpose),
             loan_id=task.loan.loan.id, to=req.to, third_party_id=tp_id,
             collector_id=cid, badge=f"SIM-{self.agent + 1:03d}"))
@@ -876,10 +838,10 @@ class ParleyRun(Run):
 
         from parley.adapters.crypto import mask_phone
         from parley.errors import Conflict, InvalidInput, NotFound
+        from parley.services.worker import start_call
 
-        worker = importlib_module("parley.services.worker")
         try:
-            start = worker.start_call(self.ctx, task.item, cid)
+            start = start_call(self.ctx, task.item, cid)
         except (Conflict, NotFound, InvalidInput):
             return Answer(False, dropped=True), None
         if not start.allowed:
@@ -895,15 +857,18 @@ class ParleyRun(Run):
 
     def outcome(self, handle: Any, result: CallResult, at: datetime) -> None:
         self.last_status = ""
-        if handle is None or self.seams.permits is None:
+        if handle is None:
             return
         if handle[0] == "queue":
-            worker = importlib_module("parley.services.worker")
-            self.last_status = worker.log_call_outcome(
+            from parley.services.worker import log_call_outcome
+
+            self.last_status = log_call_outcome(
                 self.ctx, handle[3], handle[1], str(result), by=handle[2],
                 recording_ref=f"sim-recording-{handle[1]}")
         else:
-            self.seams.permits.record_outcome(self.ctx, handle[1], str(result), by=handle[2])
+            from parley.services.permits import record_outcome
+
+            record_outcome(self.ctx, handle[1], str(result), by=handle[2])
 
     def follow_up(self, task: Task, result: CallResult, at: datetime,
                   push: Callable[[Task, datetime], None]) -> None:
@@ -939,19 +904,17 @@ class ParleyRun(Run):
     def record_complaint(self, task: Task, wrongs_found: tuple[str, ...], at: datetime) -> None:
         """Filed through the complaints service as the borrower; where the pack says so the
         service puts a complaint-investigation hold on collection, which the gate honours."""
-        svc = self.seams.complaints
-        if svc is None:
-            return
         from sqlalchemy import text
 
         from parley.services.auth import Actor
+        from parley.services.complaints import file_complaint
 
         b = task.borrower
         category = ("contact_after_agreement" if "contacts_after_agreement" in wrongs_found else
                     "third_party_contact" if "third_party_disclosures" in wrongs_found else
                     "harassment")
         self.now(at)
-        svc.file_complaint(self.ctx, Actor("borrower", b.id, "borrower"), category=category,
+        file_complaint(self.ctx, Actor("borrower", b.id, "borrower"), category=category,
                            description="(simulated) the borrower complains about a collection call",
                            loan_id=task.loan.loan.id)
         self.used_complaints = True
@@ -966,11 +929,10 @@ class ParleyRun(Run):
 
     # -- the worker: SMS and e-mail from the daily run's queue ---------------------------------
     def tick_until(self, at: datetime) -> None:
-        if not self.full:
-            return
         from sqlalchemy import text
 
-        worker = importlib_module("parley.services.worker")
+        from parley.services.worker import work_once
+
         channels = {"sms": self.provider, "email": self.provider}
         due = text("SELECT 1 FROM contact_queue WHERE status IN ('pending', 'leased') "
                    "AND channel IN ('sms', 'email') AND not_before <= :now LIMIT 1")
@@ -981,9 +943,8 @@ class ParleyRun(Run):
                 if conn.execute(due, {"now": tick}).first() is None:
                     continue  # nothing due: the worker would lease nothing
             for _ in range(100):
-                if worker.work_once(self.ctx, "sim-worker", 500, channels=channels).leased < 500:
+                if work_once(self.ctx, "sim-worker", 500, channels=channels).leased < 500:
                     break
-            self.used_worker = True
             self._judge_sent(tick)
         self.now(at)
 
@@ -1012,7 +973,7 @@ class ParleyRun(Run):
             to = self.number_of.get(to_index, m.to)  # e-mail: the address itself
             req = ContactRequest(at, Channel(channel), bid, Role.BORROWER, to, Purpose(purpose),
                                  loan_id, text=m.body)
-            facts = self.facts(ls.borrower, 0, at, known=False)
+            facts = self.facts(ls.borrower, 0, at)
             from dataclasses import replace as _replace
 
             facts = _replace(facts, content=screener().screen(m.body))
@@ -1041,87 +1002,68 @@ class ParleyRun(Run):
                     self.end_plan(plan, "kept" if status == "kept" else "broken", day)
 
     def record_plan(self, plan: Plan) -> bool:
-        svc = self.seams.agreements
-        if svc is not None:
-            return self._propose_and_accept(svc, plan)
-        # STAND-IN while parley.services.agreements is missing: the agreement row the gate
-        # reads, written at the moment of acceptance (status active).
-        import json
-
-        from parley.store.models.agreements import Agreement, AgreementInstallment
-
-        with self.ctx.db.transaction() as conn:
-            conn.execute(Agreement.__table__.insert(), {  # type: ignore[attr-defined]
-                "id": plan.id, "borrower_id": plan.borrower_id, "loan_id": plan.loan_id,
-                "kind": plan.kind, "status": "active", "starts_on": self.today,
-                "ends_on": plan.instalments[-1][0], "currency": "CNY", "total_amount": plan.total,
-                "waived_amount": 0,
-                "terms": json.dumps({"instalments": [[d.isoformat(), a] for d, a, _ in plan.instalments]}),
-                "policy_id": "sim", "proposed_by": "sim-collector", "proposed_at": plan.made_at,
-                "accepted_by": plan.borrower_id, "accepted_at": plan.made_at,
-                "acceptance_channel": "call", "recording_ref": f"rec-{plan.id}"})
-            conn.execute(AgreementInstallment.__table__.insert(), [  # type: ignore[attr-defined]
-                {"agreement_id": plan.id, "number": k, "due_on": d, "amount": a, "paid_amount": 0}
-                for k, (d, a, _) in enumerate(plan.instalments, start=1)])
-        return True
-
-    def _propose_and_accept(self, svc: Any, plan: Plan) -> bool:
         """Through the agreements service: the collector proposes the plan the borrower asked
         for and records the borrower's acceptance during the call (with its recording)."""
         from parley.errors import Conflict, InvalidInput
+        from parley.services.agreements import accept, propose
 
         first_due, first_amount, _ = plan.instalments[0]
         try:
             if plan.kind == "promise":
-                proposal = svc.propose(self.ctx, plan.loan_id, "promise/arrears",
-                                       proposed_by="sim-collector", amount=plan.total,
-                                       first_payment_on=first_due)
+                proposal = propose(self.ctx, plan.loan_id, "promise/arrears",
+                                   proposed_by="sim-collector", amount=plan.total,
+                                   first_payment_on=first_due)
             else:
-                proposal = svc.propose(
+                proposal = propose(
                     self.ctx, plan.loan_id, "installment_plan/arrears",
                     proposed_by="sim-collector", amount=first_amount, frequency="fortnightly",
                     first_payment_on=first_due,
                     installments=[(d, a) for d, a, _ in plan.instalments])
-            svc.accept(self.ctx, proposal["id"], channel="call", accepted_by="sim-collector",
-                       recording_ref=f"sim-recording-{plan.id}")
+            accept(self.ctx, proposal["id"], channel="call", accepted_by="sim-collector",
+                   recording_ref=f"sim-recording-{plan.id}")
         except (InvalidInput, Conflict) as exc:
             self.refusals.append(f"{plan.loan_id}: {exc}")
             return False
         self.plan_ids[proposal["id"]] = plan
-        self.used_agreements = True
         return True
 
     def review_plans(self, day: date) -> None:
-        svc = self.seams.agreements
-        if svc is None:
-            super().review_plans(day)
-            return
         # The agreements service's own daily review decides kept / broken; the simulator
         # follows what it recorded (that is what the gate reads).
-        svc.review_agreements(self.ctx, day)
+        from parley.services.agreements import review_agreements
+
+        review_agreements(self.ctx, day)
         self.sync_plans(day)
 
-    def record_plan_end(self, plan: Plan) -> None:
-        if self.seams.agreements is not None:
-            return  # the service recorded it
-        from parley.store.models.agreements import Agreement
-
-        t = Agreement.__table__
-        with self.ctx.db.transaction() as conn:
-            conn.execute(t.update().where(t.c.id == plan.id).values(  # type: ignore[attr-defined]
-                status=plan.status, ended_at=self.ctx.clock.now(),
-                end_reason="all instalments paid" if plan.status == "kept" else
-                f"instalment unpaid {GRACE_DAYS} days after its due date"))
-
     def record_hold(self, b: SimBorrower, kind: HoldKind, at: datetime) -> datetime:
-        permits = self.seams.permits
-        if permits is not None:
-            permits.place_hold(self.ctx, b.id, str(kind), source="borrower",
-                               note="simulated borrower request", by="sim-collector")
+        from parley.services.permits import place_hold
+
+        place_hold(self.ctx, b.id, str(kind), source="borrower",
+                   note="simulated borrower request", by="sim-collector")
         return at
 
 
 # --- the simulation ---------------------------------------------------------------------------
+
+# What ran for real in the Parley run, for the report. Every service is real; only whether a
+# complaint was filed depends on the run.
+SERVICES: dict[str, str] = {
+    "gate": "real: parley.services.permits.request_permit / record_outcome per contact",
+    "agreements": "real: parley.services.agreements propose/accept",
+    "daily_run": "real: parley.services.daily_run.run_daily",
+    "worker": "real: parley.services.worker.work_once",
+    "complaints": ("real: parley.services.complaints.file_complaint as the borrower "
+                   "(the naive lender has nowhere to complain: counted only)"),
+    "payments": "real: parley.services.payments (post_payments / post_payment)",
+    "delinquency": "real: parley.services.delinquency.snapshot each morning",
+}
+NO_COMPLAINTS_FILED = "counted by the simulator only (none filed in this run)"
+
+
+def services_used(*, complaints_filed: bool) -> dict[str, str]:
+    """`SERVICES`, saying so when the Parley run filed no complaint."""
+    return dict(SERVICES) if complaints_filed else {**SERVICES, "complaints": NO_COMPLAINTS_FILED}
+
 
 
 @dataclass
@@ -1138,22 +1080,18 @@ class SimResult:
     portfolio: Portfolio | None = None
 
 
-def simulate(config: SimConfig, ctx: Any, progress: Callable[[str, int, int], None] | None = None,
-             seams: Any = None) -> SimResult:
+def simulate(config: SimConfig, ctx: Any,
+             progress: Callable[[str, int, int], None] | None = None) -> SimResult:
     """Run both configurations over the same portfolio and behaviour. ``ctx`` is a Parley
-    Context on an empty, migrated database whose clock is a FixedClock. ``seams``: the
-    services to use (default: every one that is importable)."""
+    Context on an empty, migrated database whose clock is a FixedClock."""
     import time
-
-    from parley.sim.seams import Seams
 
     t0 = time.perf_counter()
     _check(config)
-    seams = seams or Seams.detect()
     portfolio = _portfolio(config)
     tick = progress or (lambda _s, _d, _t: None)
-    out = _run_both(config, portfolio, ctx, seams, tick)
-    return _result(config, portfolio, [out], seams, BucketScheme.parse(ctx.settings.buckets),
+    out = _run_both(config, portfolio, ctx, tick)
+    return _result(config, portfolio, [out], BucketScheme.parse(ctx.settings.buckets),
                    time.perf_counter() - t0)
 
 
@@ -1163,7 +1101,7 @@ class ShardOutcome:
 
     parley: Stats
     naive: Stats
-    used: dict[str, bool]
+    complaints_filed: bool
 
 
 def shard_of(portfolio: Portfolio, shard: int, shards: int) -> Portfolio:
@@ -1185,8 +1123,7 @@ def shard_config(config: SimConfig, shard: int, shards: int) -> SimConfig:
 
 
 def simulate_sharded(config: SimConfig, urls: list[str], settings: Any,
-                     progress: Callable[[str, int, int], None] | None = None,
-                     seams: Any = None) -> SimResult:
+                     progress: Callable[[str, int, int], None] | None = None) -> SimResult:
     """The book split by borrower into ``len(urls)`` shards (borrower *i* in shard
     *i mod n*), each simulated in its own process on its own empty database (``urls[k]``,
     migrated here if needed), both runs in each; the statistics are added up.
@@ -1201,8 +1138,6 @@ def simulate_sharded(config: SimConfig, urls: list[str], settings: Any,
     from concurrent.futures import ProcessPoolExecutor
     from dataclasses import replace
 
-    from parley.sim.seams import Seams
-
     t0 = time.perf_counter()
     _check(config)
     shards = len(urls)
@@ -1211,17 +1146,16 @@ def simulate_sharded(config: SimConfig, urls: list[str], settings: Any,
 
         raise InvalidInput("at least one database", record="simulate", field="database_url")
     config = replace(config, shards=shards)
-    seams = seams or Seams.detect()
     portfolio = _portfolio(config)
     tick = progress or (lambda _s, _d, _t: None)
     # Inherited by the forked shard processes (modules do not pickle; the book is not
     # generated again in each shard).
-    _FORKED.update(seams=seams, portfolio=portfolio)
+    _FORKED.update(portfolio=portfolio)
     try:
         if shards == 1:
             outs = [_shard_main(config, 0, 1, urls[0], settings)]
         else:
-            # fork: the shard processes inherit the imported modules and the seams; nothing
+            # fork: the shard processes inherit the imported modules and the book; nothing
             # in this process has opened a database connection yet.
             ctx = multiprocessing.get_context("fork")
             with ProcessPoolExecutor(max_workers=shards, mp_context=ctx) as pool:
@@ -1233,7 +1167,7 @@ def simulate_sharded(config: SimConfig, urls: list[str], settings: Any,
                     tick("shards", k + 1, shards)
     finally:
         _FORKED.clear()
-    return _result(config, portfolio, outs, seams, BucketScheme.parse(settings.buckets),
+    return _result(config, portfolio, outs, BucketScheme.parse(settings.buckets),
                    time.perf_counter() - t0)
 
 
@@ -1253,7 +1187,7 @@ def _shard_main(config: SimConfig, shard: int, shards: int, url: str, settings: 
         ctx = Context(db, settings.model_copy(update={"database_url": url}),
                       FixedClock(local_instant(config.start, 0, 0, BUSINESS_ZONE)))
         part = shard_of(_FORKED["portfolio"], shard, shards)
-        return _run_both(shard_config(config, shard, shards), part, ctx, _FORKED["seams"],
+        return _run_both(shard_config(config, shard, shards), part, ctx,
                          lambda _s, _d, _t: None)
     finally:
         db.dispose()
@@ -1273,7 +1207,7 @@ def _portfolio(config: SimConfig) -> Portfolio:
     return generate(config.borrowers, config.seed, config.start)
 
 
-def _run_both(config: SimConfig, portfolio: Portfolio, ctx: Any, seams: Any,
+def _run_both(config: SimConfig, portfolio: Portfolio, ctx: Any,
               tick: Callable[[str, int, int], None]) -> ShardOutcome:
     """Both runs over ``portfolio``, day by day."""
     from parley.sim.naive import NaiveRun
@@ -1283,7 +1217,7 @@ def _run_both(config: SimConfig, portfolio: Portfolio, ctx: Any, seams: Any,
     agenda, before = base_agenda(portfolio, end)
     n = len(portfolio.borrowers)
     tick("portfolio", 0, n)
-    parley = ParleyRun(portfolio, config, buckets, ctx, seams)
+    parley = ParleyRun(portfolio, config, buckets, ctx)
     parley.setup(before, lambda k: tick("portfolio", k, n))
     naive = NaiveRun(portfolio, config, buckets)
     naive.setup(before)
@@ -1291,9 +1225,7 @@ def _run_both(config: SimConfig, portfolio: Portfolio, ctx: Any, seams: Any,
         parley.run_day(d, agenda)
         naive.run_day(d, agenda)
         tick("days", d + 1, config.days)
-    return ShardOutcome(parley.stats, naive.stats, {
-        "used_daily_run": parley.used_daily_run, "used_worker": parley.used_worker,
-        "used_agreements": parley.used_agreements, "used_complaints": parley.used_complaints})
+    return ShardOutcome(parley.stats, naive.stats, parley.used_complaints)
 
 
 def _merge(parts: list[Stats]) -> Stats:
@@ -1319,10 +1251,9 @@ def _merge(parts: list[Stats]) -> Stats:
     return out
 
 
-def _result(config: SimConfig, portfolio: Portfolio, outs: list[ShardOutcome], seams: Any,
+def _result(config: SimConfig, portfolio: Portfolio, outs: list[ShardOutcome],
             buckets: BucketScheme, seconds: float) -> SimResult:
-    used = {k: any(o.used[k] for o in outs) for k in outs[0].used}
-    services = seams.describe(**used)
+    services = services_used(complaints_filed=any(o.complaints_filed for o in outs))
     parley, naive = _merge([o.parley for o in outs]), _merge([o.naive for o in outs])
     p_sum, n_sum = summarise(parley), summarise(naive)
     p_sum["services"] = services

@@ -147,7 +147,6 @@ def register(app: typer.Typer) -> None:
         from parley.sim.demo import ShiftedClock, create_accounts, demo_borrower
         from parley.sim.engine import SimConfig
         from parley.sim.portfolio import local_instant
-        from parley.sim.seams import optional
 
         var = Settings().var_dir
         db_path = var / "demo.db"
@@ -165,28 +164,20 @@ def register(app: typer.Typer) -> None:
             path = rep.write_html(result, var / "reports")
             console.print(f"Report: [link=file://{path.resolve()}]{path}[/link]")
             accounts = create_accounts(ctx)
-        if accounts is None:
-            console.print("Staff accounts: the auth service is not available yet.")
-        else:
-            console.print("\n[bold]Demo accounts[/bold] (staff sign in with username and password):")
-            for a in accounts:
-                extra = f"  TOTP secret {a.totp_secret}" if a.totp_secret else ""
-                console.print(f"  {a.role:<19} {a.username:<11} {a.password}{extra}", highlight=False)
+        console.print("\n[bold]Demo accounts[/bold] (staff sign in with username and password):")
+        for a in accounts:
+            extra = f"  TOTP secret {a.totp_secret}" if a.totp_secret else ""
+            console.print(f"  {a.role:<19} {a.username:<11} {a.password}{extra}", highlight=False)
         who = demo_borrower(result.portfolio.borrowers if result.portfolio else ())
         if who:
             console.print(f"  borrower            {who[1]} ({who[0]}): sign in with phone {who[2]}; "
                           "the one-time code is printed by the console SMS provider", highlight=False)
-        create_app = optional("parley.faces.api.app", "create_app")
-        webcli = optional("parley.faces.cli.webcli")
-        if create_app is None or webcli is None:
-            console.print("The web app is not available yet; the database and report are ready.")
-            ctx.db.dispose()
-            raise typer.Exit(0)
         if not serve:
             ctx.db.dispose()
             return
         import uvicorn
 
+        from parley.faces.api.app import create_app
         from parley.services.context import Context
 
         end = local_instant(config.start + timedelta(days=days), 9, 0, "Asia/Shanghai")
