@@ -173,14 +173,16 @@ def test_accepting_stops_collection_at_once_and_breaking_resumes_it_after_a_noti
                                          "agreement.activated", "agreement.broken"]
 
 
-def test_the_daily_run_hooks_review_agreements(ctx: Context, tmp_path: Path) -> None:
-    from parley.services.daily_run import _call_agreement_hooks
+def test_the_daily_run_reviews_agreements_before_planning(ctx: Context, tmp_path: Path) -> None:
+    from parley.services.daily_run import run_daily
 
     load(ctx, tmp_path)
     a = propose_and_accept(ctx)
     at_local(ctx, 2026, 3, 20)
-    assert _call_agreement_hooks(ctx, date(2026, 3, 20)) == ("apply_payments_to_agreements", "review_agreements")
+    report = run_daily(ctx, date(2026, 3, 20))
     assert ag.show(ctx, a["id"])["status"] == "broken"
+    # broken, but still holding collection back until the borrower has been told (NOTICE_WAIT)
+    assert report.enforcement_off == 1
 
 
 # --- kept plans and waivers -----------------------------------------------------------------------

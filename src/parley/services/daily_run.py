@@ -3,7 +3,7 @@
 Set-based from end to end — a handful of SQL statements over temporary tables, the same on
 SQLite and PostgreSQL, never a Python loop per account:
 
-1. **agreements** — the agreements service's hooks, when present, apply payments and review
+1. **agreements** — the agreements service applies payments to agreements and reviews
    kept/broken agreements first, so today's enforcement-off tags are current.
 2. **accounts** (``tmp_acct``) — days past due from ``dpd_sql`` (the same query as the
    snapshot), the balance, broken promises and the account tags: ``agreement_active`` when an
@@ -76,6 +76,7 @@ from parley.core.strategy import (
     experiment_bucket,
 )
 from parley.errors import InvalidInput
+from parley.services import agreements
 from parley.services.context import Context
 from parley.services.delinquency import dpd_sql
 from parley.services.facts import BINDING_AGREEMENT_SQL, NOTICE_WAIT
@@ -124,7 +125,6 @@ class RunReport:
     by_arm: accounts per strategy arm (one key when there is no experiment).
     tasks_assigned / tasks_unassigned: collector tasks (calls, 面谈, visits) given to a
         collector, or left for the shared pool.
-    hooks: the agreement hooks that ran; empty when the agreements service is absent.
     """
 
     as_of: date
@@ -139,7 +139,6 @@ class RunReport:
     tasks_assigned: int
     tasks_unassigned: int
     seconds: float
-    hooks: tuple[str, ...] = ()
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -347,20 +346,6 @@ def proposed_time(as_of: date, zones: Sequence[str], windows: Sequence[tuple[int
 # --------------------------------------------------------------------------------------------
 
 
-def _call_agreement_hooks(ctx: Context, as_of: date) -> tuple[str, ...]:
-    try:
-        from parley.services import agreements as ag  # another area's service; may be absent
-    except ImportError:
-        return ()
-    ran = []
-    for name in ("apply_payments_to_agreements", "review_agreements"):
-        hook = getattr(ag, name, None)
-        if callable(hook):
-            hook(ctx, as_of)
-            ran.append(name)
-    return tuple(ran)
-
-
 def ensure_arm_buckets(ctx: Context, seed: str) -> int:
     """Store ``experiment_bucket(seed, borrower_id)`` for every borrower that has none yet
     (new borrowers only; the value never changes for a seed). Returns how many were added."""
@@ -405,7 +390,9 @@ def run_daily(
             fault(name)
 
     strategies, exp = _plan(strategy_ids, experiment)
-    hooks = _call_agreement_hooks(ctx, as_of)
+    # Today's payments and kept / broken plans first, so the enforcement-off tags are current.
+    agreements.apply_payments_to_agreements(ctx, as_of)
+    agreements.review_agreements(ctx, as_of)
     step("agreements")
     if exp is not None:
         ensure_arm_buckets(ctx, exp.seed)
@@ -463,7 +450,7 @@ def run_daily(
         planned=planned, inserted=inserted, by_state=dict(sorted(by_state.items())),
         by_channel=dict(sorted(by_channel.items())), by_state_channel=dict(sorted(by_sc.items())),
         by_arm={str(a): int(n) for a, n in by_arm_rows}, tasks_assigned=assigned,
-        tasks_unassigned=unassigned, seconds=_time.perf_counter() - started, hooks=hooks,
+        tasks_unassigned=unassigned, seconds=_time.perf_counter() - started,
         timings=timings)
 
 
