@@ -17,13 +17,10 @@ app = typer.Typer(help="The contact gate: decide a contact against a jurisdictio
                   no_args_is_help=True, add_completion=False)
 
 
-def _screener() -> Callable[[str], ContentScreening] | None:
-    try:
-        from parley.screening import default_screener  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    screener = default_screener()
-    return screener.screen  # type: ignore[no-any-return]
+def _screener() -> Callable[[str], ContentScreening]:
+    from parley.screening import default_screener
+
+    return default_screener().screen
 
 
 @app.callback()
