@@ -89,15 +89,10 @@ def _deadline(ctx: Context, conn: Connection, jurisdiction: str, filed_at: datet
               days: int) -> datetime:
     zone = ctx.business_zone
     local = filed_at.astimezone(zone).date()
-    try:
-        from parley.services.calendar import load_calendar
+    from parley.services.calendar import load_calendar
 
-        cal = load_calendar(conn, jurisdiction, range(local.year, local.year + 2))
-        is_working = cal.is_working_day
-    except ImportError:  # pragma: no cover - calendar service is part of the tree
-        def is_working(_d: date) -> bool | None:
-            return None
-    day = add_business_days(local, days, is_working)
+    cal = load_calendar(conn, jurisdiction, range(local.year, local.year + 2))
+    day = add_business_days(local, days, cal.is_working_day)
     # The last second of that business day, local time.
     return datetime.combine(day, time(23, 59, 59), tzinfo=zone).astimezone(filed_at.tzinfo)
 
@@ -107,7 +102,7 @@ def _pack_honours_complaint_hold(jurisdiction: str) -> bool:
         from parley.services.gate_check import load_pack
 
         pack = load_pack(jurisdiction)
-    except Exception:  # noqa: BLE001 - an unknown pack must not stop a complaint being filed
+    except InvalidInput:  # an unknown pack must not stop a complaint being filed
         return True  # fail towards protecting the borrower
     return any(
         r.kind == "hold_blocks" and r.raw_params.get("hold") == "complaint_investigation"
