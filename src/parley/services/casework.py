@@ -10,18 +10,16 @@ Every access check lives here, against an `auth.Actor`:
 - personal data is masked by role: nobody reads a full phone number through a page; collectors
   dial through the click-to-call hook, which decrypts on the server.
 
-Calls that belong to other services (the permit gate, agreements) are imported lazily; until
-those services exist the pages say "not available" instead of guessing.
+Calls that belong to other services (the permit gate, agreements, audit, appointments) go
+through those service modules.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from types import ModuleType
 from typing import Any
 
 from sqlalchemy import Connection, and_, insert, or_, select, text, update
@@ -30,6 +28,7 @@ from sqlalchemy.orm import Session as OrmSession
 from parley.adapters.crypto import mask_id_number
 from parley.core.money import format_minor
 from parley.errors import Forbidden, InvalidInput, NotFound
+from parley.services import agreements, appointments, audit, permits
 from parley.services.auth import STAFF_ROLES, Actor
 from parley.services.context import Context
 from parley.services.payments import loan_balance
@@ -66,16 +65,6 @@ def require_role(actor: Actor, roles: frozenset[str]) -> None:
     """The one role check every face uses; Forbidden names no detail beyond 'not allowed'."""
     if actor.role not in roles:
         raise Forbidden("not allowed for your role")
-
-
-def optional_service(name: str) -> ModuleType | None:
-    """A sibling service module, or None while it has not landed yet."""
-    try:
-        return importlib.import_module(f"parley.services.{name}")
-    except ModuleNotFoundError as exc:
-        if exc.name != f"parley.services.{name}":
-            raise
-        return None
 
 
 # --- access ----------------------------------------------------------------------------------
@@ -518,10 +507,7 @@ def close_case_referral(ctx: Context, actor: Actor, loan_id: str, referral_id: i
     return placements.close_referral(ctx, referral_id, by=_by(actor), reason=reason)
 
 
-# --- the gate, permits and agreements (other services; lazy) ----------------------------------
-
-
-NOT_AVAILABLE = "not_available"
+# --- the gate, permits and agreements (other services) ----------------------------------------
 
 
 def _permit_request(ctx: Context, actor: Actor, borrower_id: str, loan_id: str,
@@ -567,9 +553,6 @@ def may_i_call(ctx: Context, actor: Actor, loan_id: str, phone_id: int | None = 
     next lawful time. Logged as a preview decision; nothing is dialled or recorded as a call."""
     require_role(actor, CALL_ROLES)
     borrower_id = check_loan_visible(ctx, actor, loan_id)
-    permits = optional_service("permits")
-    if permits is None:
-        return {"status": NOT_AVAILABLE}
     req = _permit_request(ctx, actor, borrower_id, loan_id, phone_id)
     return _permit_dict(permits.check_contact(ctx, req), lang)
 
@@ -638,9 +621,6 @@ def quote_plans(ctx: Context, actor: Actor, loan_id: str, *, monthly: str = "") 
     if actor.role != "borrower":
         require_role(actor, CASE_ROLES)
     check_loan_visible(ctx, actor, loan_id)
-    agreements = optional_service("agreements")
-    if agreements is None:
-        return {"status": NOT_AVAILABLE, "plans": []}
     monthly = (monthly or "").strip()
     out = agreements.quote(ctx, loan_id, monthly=monthly or None)
     return {"status": "ok", "monthly": monthly, **out}
@@ -651,9 +631,6 @@ def propose_plan(ctx: Context, actor: Actor, loan_id: str, plan: str, *,
     """Propose the quoted plan `plan` (its key) to the borrower, re-quoted now."""
     require_role(actor, CALL_ROLES)
     check_loan_visible(ctx, actor, loan_id)
-    agreements = optional_service("agreements")
-    if agreements is None:
-        return {"status": NOT_AVAILABLE}
     monthly = (monthly or "").strip()
     out = agreements.propose(ctx, loan_id, plan, proposed_by=actor.id, monthly=monthly or None)
     return {"status": "ok", "agreement": out}
@@ -669,9 +646,6 @@ def accept_plan(ctx: Context, actor: Actor, agreement_id: str) -> dict[str, Any]
         ).scalar_one_or_none()
     if owner != actor.id:
         raise NotFound(f"unknown agreement {agreement_id!r}")
-    agreements = optional_service("agreements")
-    if agreements is None:
-        return {"status": NOT_AVAILABLE}
     out = agreements.accept(ctx, agreement_id, channel="portal", accepted_by=actor.id)
     return {"status": "ok", "agreement": out}
 
@@ -684,9 +658,6 @@ def choose_plan(ctx: Context, actor: Actor, loan_id: str, plan: str, *,
     if actor.role != "borrower":
         raise Forbidden("borrowers only")
     check_loan_visible(ctx, actor, loan_id)
-    agreements = optional_service("agreements")
-    if agreements is None:
-        return {"status": NOT_AVAILABLE}
     monthly = (monthly or "").strip()
     proposed = agreements.propose(ctx, loan_id, plan, proposed_by=actor.id, monthly=monthly or None)
     if proposed.get("needs_approval"):
@@ -828,11 +799,7 @@ def set_quiet_window(ctx: Context, actor: Actor, start: str, end: str) -> None:
 
 def _audit(ctx: Context, conn: Connection, borrower_id: str, kind: str, payload: dict[str, Any],
            actor_id: str, now: datetime, subject: str = "") -> None:
-    """Append to the borrower's audit chain when the audit service is present (caller holds
-    the borrower lock)."""
-    audit = optional_service("audit")
-    if audit is None or not hasattr(audit, "audit_append"):
-        return
+    """Append to the borrower's audit chain (caller holds the borrower lock)."""
     audit.audit_append(
         conn, chain_key=borrower_id, kind=kind, payload=payload, at=now, actor=actor_id,
         subject=subject, key=audit.audit_key(ctx),
@@ -951,9 +918,6 @@ def packs_in_force(actor: Actor) -> list[dict[str, Any]]:
 def verify_audit_log(ctx: Context, actor: Actor) -> dict[str, Any]:
     """Run the audit chain verification (every chain end to end)."""
     require_role(actor, COMPLIANCE_ROLES)
-    audit = optional_service("audit")
-    if audit is None or not hasattr(audit, "verify_audit"):
-        return {"status": NOT_AVAILABLE}
     report = audit.verify_audit(ctx)
     return {
         "status": "ok",
@@ -983,9 +947,6 @@ def click_to_call(ctx: Context, actor: Actor, loan_id: str, phone_id: int,
     the server and never shown to the collector."""
     require_role(actor, CALL_ROLES)
     borrower_id = check_loan_visible(ctx, actor, loan_id)
-    permits = optional_service("permits")
-    if permits is None:
-        return {"status": NOT_AVAILABLE}
     req = _permit_request(ctx, actor, borrower_id, loan_id, phone_id,
                           idempotency_key=idempotency_key)
     out = _permit_dict(permits.request_permit(ctx, req), lang)
@@ -1021,9 +982,6 @@ def book_visit(ctx: Context, actor: Actor, loan_id: str, *, kind: str, local_tim
     in the lender's business zone (what a datetime-local field sends)."""
     require_role(actor, CALL_ROLES)
     borrower_id = check_loan_visible(ctx, actor, loan_id)
-    appointments = optional_service("appointments")
-    if appointments is None:
-        return {"status": NOT_AVAILABLE}
     try:
         at = datetime.fromisoformat(local_time)
     except ValueError:
@@ -1044,9 +1002,6 @@ def book_visit(ctx: Context, actor: Actor, loan_id: str, *, kind: str, local_tim
 
 def visits(ctx: Context, actor: Actor, loan_id: str) -> list[dict[str, Any]]:
     borrower_id = check_loan_visible(ctx, actor, loan_id)
-    appointments = optional_service("appointments")
-    if appointments is None:
-        return []
     return [_plain(v) for v in appointments.list_appointments(ctx, borrower_id=borrower_id)
             if v.loan_id in (None, loan_id) or not actor.agency_id]
 
