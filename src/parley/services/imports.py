@@ -183,14 +183,8 @@ def _digest(*parts: object) -> str:
 def known_jurisdictions() -> set[str]:
     from importlib import resources
 
-    try:
-        return {
-            p.name.removesuffix(".yaml")
-            for p in resources.files("parley.packs").iterdir()
-            if p.name.endswith(".yaml")
-        }
-    except (ModuleNotFoundError, FileNotFoundError):
-        return set()
+    return {p.name.removesuffix(".yaml") for p in resources.files("parley.packs").iterdir()
+            if p.name.endswith(".yaml")}
 
 
 # --------------------------------------------------------------------------- borrowers
