@@ -356,15 +356,15 @@ def test_an_outcome_is_recorded_together_with_closing_the_task_or_not_at_all(
     (task,) = collector_queue(ctx, "C1")
     started = start_call(ctx, task.item_id, "C1")
 
-    real_update = worker_mod.update
+    real_set = worker_mod._set
 
-    def failing_update(*a, **k):  # the task's closing fails after the outcome was written
+    def failing_set(*a, **k):  # the task's closing fails after the outcome was written
         raise RuntimeError("crash")
 
-    monkeypatch.setattr(worker_mod, "update", failing_update)
+    monkeypatch.setattr(worker_mod, "_set", failing_set)
     with pytest.raises(RuntimeError):
         log_call_outcome(ctx, task.item_id, started.attempt_id, "conversation", by="C1")
-    monkeypatch.setattr(worker_mod, "update", real_update)
+    monkeypatch.setattr(worker_mod, "_set", real_set)
     with ctx.db.read() as c:
         result = c.execute(text("SELECT result FROM contact_attempt WHERE id = :i"),
                            {"i": started.attempt_id}).scalar_one()

@@ -38,7 +38,13 @@ from parley.core.gate import (
     decide,
 )
 from parley.errors import Conflict, InvalidInput, NotFound
-from parley.services.audit import append_at_head, audit_key, prepare_entry
+from parley.services.audit import (
+    SQL_AUDIT_INSERT,
+    SQL_HEAD_UPDATE,
+    append_at_head,
+    audit_key,
+    prepare_entry,
+)
 from parley.services.facts import (
     OPT_OUT_ALL,
     SQL_ADDRESS,
@@ -58,7 +64,7 @@ from parley.store.models.base import table_of
 from parley.store.models.contacts import AuditLog, ContactAttempt, DecisionReason
 from parley.store.models.contacts import Hold as HoldRow
 from parley.store.models.contacts import OptOut as OptOutRow
-from parley.store.models.loanbook import Borrower, BorrowerEmail, BorrowerPhone
+from parley.store.models.loanbook import BorrowerEmail, BorrowerPhone
 
 T = TypeVar("T")
 RECORD = "permit"
@@ -69,7 +75,6 @@ _dr = table_of(DecisionReason)
 _al = table_of(AuditLog)
 _em = table_of(BorrowerEmail)
 _ph = table_of(BorrowerPhone)
-BorrowerTable = table_of(Borrower)
 _h = table_of(HoldRow)
 _o = table_of(OptOutRow)
 
@@ -80,9 +85,11 @@ SQL_EMAILS = (select(_em.c.address).where(_em.c.borrower_id == bindparam("bid"))
               .order_by(_em.c.position, _em.c.id))
 SQL_ATTEMPT_INSERT = _ca.insert().returning(_ca.c.id)
 SQL_REASON_INSERT = _dr.insert()
-SQL_AUDIT_INSERT = _al.insert().returning(_al.c.id)
-SQL_HEAD_UPDATE = (BorrowerTable.update().where(BorrowerTable.c.id == bindparam("bid"))
-                   .values(audit_seq=bindparam("seq"), audit_head=bindparam("hash")))
+# record_outcome: the attempt, and setting its outcome once (the SET columns are parameters).
+SQL_OUTCOME_ATTEMPT = select(
+    _ca.c.borrower_id, _ca.c.result, _ca.c.person_role, _ca.c.third_party_id, _ca.c.channel,
+    _ca.c.to_index, _ca.c.loan_id, _ca.c.consent_until).where(_ca.c.id == bindparam("aid"))
+SQL_OUTCOME_SET = _ca.update().where(_ca.c.id == bindparam("aid"), _ca.c.result.is_(None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,14 +443,14 @@ def record_outcome(ctx: Any, attempt_id: int, result: str, *, recording_ref: str
         raise _bad("consent_until", "must be timezone-aware")
 
     def work(conn: Connection) -> OutcomeRecorded:
-        row = conn.execute(select(_ca.c.borrower_id).where(_ca.c.id == attempt_id)).first()
-        if row is None:
+        att = conn.execute(SQL_OUTCOME_ATTEMPT, {"aid": attempt_id}).first()
+        if att is None:
             raise NotFound(f"no contact attempt {attempt_id}")
-        borrower = read_borrower(conn, row[0], lock=True)
-        att = conn.execute(
-            select(_ca.c.result, _ca.c.person_role, _ca.c.third_party_id, _ca.c.channel,
-                   _ca.c.to_index, _ca.c.loan_id, _ca.c.consent_until)
-            .where(_ca.c.id == attempt_id)).one()
+        borrower = read_borrower(conn, att.borrower_id, lock=True)
+        if conn.dialect.name == "postgresql":
+            # Read again under the borrower's lock (SQLite's IMMEDIATE transaction has held
+            # the write lock from its start, so the first read was already under it).
+            att = conn.execute(SQL_OUTCOME_ATTEMPT, {"aid": attempt_id}).one()
         if att.result is not None:
             raise Conflict(f"contact attempt {attempt_id} already has outcome {att.result!r}")
         now = ctx.clock.now()
@@ -451,8 +458,7 @@ def record_outcome(ctx: Any, attempt_id: int, result: str, *, recording_ref: str
                                   "recording_ref": recording_ref, "notes": notes}
         if consent_until is not None:
             values["consent_until"] = consent_until
-        done = conn.execute(_ca.update().where(_ca.c.id == attempt_id, _ca.c.result.is_(None))
-                            .values(**values))
+        done = conn.execute(SQL_OUTCOME_SET, {"aid": attempt_id, **values})
         if done.rowcount != 1:
             raise Conflict(f"contact attempt {attempt_id} already has an outcome")
         effects: list[str] = []

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, bindparam, func, insert, select
 
 from parley.errors import InvalidInput, NotFound
 from parley.services.context import Context
@@ -122,11 +122,15 @@ def save_template(ctx: Context, template_id: str, locale: str, channel: str, bod
         return work(c)
 
 
+# Built once: the worker reads a template for every message it sends.
+SQL_CURRENT = (select(_t).where(_t.c.id == bindparam("tid"), _t.c.locale == bindparam("loc"))
+               .order_by(_t.c.version.desc()).limit(1))
+
+
 def get_template(conn: Connection, template_id: str, locale: str) -> TemplateView:
     """The current version in ``locale``, falling back to zh-Hans, then en; NotFound if none."""
     for loc in dict.fromkeys((locale, "zh-Hans", "en")):
-        row = conn.execute(select(_t).where(_t.c.id == template_id, _t.c.locale == loc)
-                           .order_by(_t.c.version.desc()).limit(1)).first()
+        row = conn.execute(SQL_CURRENT, {"tid": template_id, "loc": loc}).first()
         if row is not None:
             return TemplateView(row.id, row.locale, row.version, row.channel, row.name,
                                 row.subject, row.body, row.lexicon_version, row.created_at)

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, or_, select, text
 
 from parley.adapters.channels.base import ChannelAdapter, ChannelError, Message
 from parley.adapters.channels.calls import ClickToCall
@@ -50,9 +50,11 @@ from parley.services.context import Context
 from parley.services.placements import TASK_CHANNELS, carry_out_task
 from parley.services.templates import get_template, render
 from parley.store.db import lock_borrower
+from parley.store.models.base import table_of
 from parley.store.models.loanbook import Borrower, BorrowerEmail, BorrowerPhone
 from parley.store.models.queue import ContactQueueItem
 from parley.store.models.staff import StaffUser
+from parley.store.types import UTCDateTime
 
 WORKER_CHANNELS = ("sms", "email")
 COLLECTOR_CHANNELS = ("call", "interview", "visit")
@@ -63,7 +65,11 @@ BACKOFF_CAP = timedelta(hours=1)
 SENDING = "sending"
 DEFAULT_VARIABLES: Mapping[str, str] = {"lender": "Parley", "portal_url": "https://parley.example/me"}
 
-_q = ContactQueueItem.__table__
+_q = table_of(ContactQueueItem)
+_em = table_of(BorrowerEmail)
+_ph = table_of(BorrowerPhone)
+_b = table_of(Borrower)
+_staff = table_of(StaffUser)
 
 
 class SimulatedCrash(BaseException):
@@ -127,10 +133,39 @@ class _Leased:
 # --------------------------------------------------------------------------------------------
 
 
-def _due(now: datetime, channels: tuple[str, ...]) -> Any:
-    return and_(_q.c.channel.in_(channels), or_(
-        and_(_q.c.status == "pending", _q.c.not_before <= now),
-        and_(_q.c.status == "leased", _q.c.lease_until < now)))
+# The worker's statements are built once (SQLAlchemy then reuses their cache key and compiled
+# form): the per-item path is hot. Lists of ids and channels are expanding parameters.
+_NOW = bindparam("now", type_=UTCDateTime())
+_CHANNELS: Any = bindparam("channels", expanding=True)
+_IDS: Any = bindparam("ids", expanding=True)
+_DUE = and_(_q.c.channel.in_(_CHANNELS), or_(
+    and_(_q.c.status == "pending", _q.c.not_before <= _NOW),
+    and_(_q.c.status == "leased", _q.c.lease_until < _NOW)))
+SQL_LEASE_EXPIRED = (select(_q.c.id).where(_q.c.status == "leased", _q.c.lease_until < _NOW,
+                                           _q.c.channel.in_(_CHANNELS))
+                     .order_by(_q.c.lease_until, _q.c.id).limit(bindparam("limit")))
+SQL_LEASE_DUE = (select(_q.c.id).where(_q.c.status == "pending", _q.c.not_before <= _NOW,
+                                       _q.c.channel.in_(_CHANNELS))
+                 .order_by(_q.c.not_before, _q.c.id).limit(bindparam("limit")))
+# PostgreSQL: concurrent workers never take the same row.
+SQL_LEASE_EXPIRED_PG = SQL_LEASE_EXPIRED.with_for_update(skip_locked=True)
+SQL_LEASE_DUE_PG = SQL_LEASE_DUE.with_for_update(skip_locked=True)
+# SET lease_until, worker_id, updated_at: given as parameters.
+SQL_LEASE = (_q.update().where(_q.c.id.in_(_IDS), _DUE)
+             .values(status="leased", attempts=_q.c.attempts + 1))
+SQL_LEASED = (select(_q.c.id, _q.c.borrower_id, _q.c.loan_id, _q.c.channel, _q.c.purpose,
+                     _q.c.template_id, _q.c.attempts, _q.c.last_reason, _q.c.attempt_id)
+              .where(_q.c.id.in_(_IDS), _q.c.worker_id == bindparam("worker"),
+                     _q.c.status == "leased",
+                     _q.c.lease_until == bindparam("until", type_=UTCDateTime()))
+              .order_by(_q.c.not_before, _q.c.priority, _q.c.id))
+# An item's update: the SET columns are the parameters given besides item_id (one compiled
+# form per set of columns). SQL_MARK only while the lease is still the caller's.
+SQL_SET = _q.update().where(_q.c.id == bindparam("item_id"))
+SQL_MARK = _q.update().where(
+    _q.c.id == bindparam("item_id"), _q.c.status == "leased",
+    _q.c.worker_id == bindparam("worker"),
+    _q.c.lease_until == bindparam("leased_until", type_=UTCDateTime()))
 
 
 def lease(ctx: Context, worker_id: str, limit: int,
@@ -143,31 +178,20 @@ def lease(ctx: Context, worker_id: str, limit: int,
         pg = conn.dialect.name == "postgresql"
         # Expired leases first (a crashed worker's items), then due items, earliest first:
         # each query walks its index in order and stops at the limit.
-        expired = (select(_q.c.id).where(_q.c.status == "leased", _q.c.lease_until < now,
-                                         _q.c.channel.in_(channels))
-                   .order_by(_q.c.lease_until, _q.c.id).limit(limit))
+        expired, due = SQL_LEASE_EXPIRED, SQL_LEASE_DUE
         if pg:
-            expired = expired.with_for_update(skip_locked=True)
-        ids = list(conn.execute(expired).scalars())
+            expired, due = SQL_LEASE_EXPIRED_PG, SQL_LEASE_DUE_PG
+        ids = list(conn.execute(expired, {"now": now, "channels": channels, "limit": limit})
+                   .scalars())
         if len(ids) < limit:
-            due = (select(_q.c.id).where(_q.c.status == "pending", _q.c.not_before <= now,
-                                         _q.c.channel.in_(channels))
-                   .order_by(_q.c.not_before, _q.c.id).limit(limit - len(ids)))
-            if pg:
-                due = due.with_for_update(skip_locked=True)
-            ids += list(conn.execute(due).scalars())
+            ids += list(conn.execute(due, {"now": now, "channels": channels,
+                                           "limit": limit - len(ids)}).scalars())
         if not ids:
             return []
         until = now + LEASE
-        conn.execute(update(ContactQueueItem).where(_q.c.id.in_(ids), _due(now, channels)).values(
-            status="leased", lease_until=until, worker_id=worker_id,
-            attempts=_q.c.attempts + 1, updated_at=now))
-        rows = conn.execute(select(
-            _q.c.id, _q.c.borrower_id, _q.c.loan_id, _q.c.channel, _q.c.purpose,
-            _q.c.template_id, _q.c.attempts, _q.c.last_reason, _q.c.attempt_id)
-            .where(_q.c.id.in_(ids), _q.c.worker_id == worker_id, _q.c.status == "leased",
-                   _q.c.lease_until == until)
-            .order_by(_q.c.not_before, _q.c.priority, _q.c.id)).all()
+        conn.execute(SQL_LEASE, {"ids": ids, "now": now, "channels": channels,
+                                 "lease_until": until, "worker_id": worker_id, "updated_at": now})
+        rows = conn.execute(SQL_LEASED, {"ids": ids, "worker": worker_id, "until": until}).all()
     return [_Leased(r.id, r.borrower_id, r.loan_id, r.channel, r.purpose, r.template_id,
                     int(r.attempts), r.last_reason or "", r.attempt_id, until) for r in rows]
 
@@ -175,10 +199,14 @@ def lease(ctx: Context, worker_id: str, limit: int,
 def _mark(conn: Connection, item: _Leased, worker_id: str, **values: Any) -> bool:
     """Update a leased item only while the lease is still ours (same worker, same lease);
     False if it is not — it expired and was taken over."""
-    res = conn.execute(update(ContactQueueItem).where(
-        _q.c.id == item.id, _q.c.status == "leased", _q.c.worker_id == worker_id,
-        _q.c.lease_until == item.lease_until).values(**values))
+    res = conn.execute(SQL_MARK, {"item_id": item.id, "worker": worker_id,
+                                  "leased_until": item.lease_until, **values})
     return bool(res.rowcount == 1)
+
+
+def _set(conn: Connection, item_id: int, **values: Any) -> None:
+    """Update an item whatever its lease."""
+    conn.execute(SQL_SET, {"item_id": item_id, **values})
 
 
 # --------------------------------------------------------------------------------------------
@@ -186,35 +214,38 @@ def _mark(conn: Connection, item: _Leased, worker_id: str, **values: Any) -> boo
 # --------------------------------------------------------------------------------------------
 
 
+SQL_FIRST_EMAIL = (select(_em.c.address).where(_em.c.borrower_id == bindparam("bid"))
+                   .order_by(_em.c.position, _em.c.id).limit(1))
+SQL_FIRST_PHONE = (select(_ph.c.e164_enc)
+                   .where(_ph.c.borrower_id == bindparam("bid"), _ph.c.is_valid.is_(True))
+                   .order_by(_ph.c.position, _ph.c.id).limit(1))
+SQL_NAME = select(_b.c.name, _b.c.preferred_language).where(_b.c.id == bindparam("bid"))
+SQL_AMOUNT_DUE = text(
+    "SELECT l.currency, COALESCE(SUM(i.principal_due + i.interest_due + i.fee_due + i.penalty_due "
+    "- i.paid_principal - i.paid_interest - i.paid_fee - i.paid_penalty), 0), MIN(i.due_on) "
+    "FROM loan l LEFT JOIN installment i ON i.loan_id = l.id AND i.due_on <= :today "
+    "AND i.paid_off_on IS NULL WHERE l.id = :loan GROUP BY l.currency")
+
+
 def recipient_address(ctx: Context, conn: Connection, borrower_id: str, channel: str) -> str | None:
     """The first valid phone (decrypted) or e-mail address to send `channel` to; None if none."""
     if channel == "email":
-        row = conn.execute(select(BorrowerEmail.address).where(BorrowerEmail.borrower_id == borrower_id)
-                           .order_by(BorrowerEmail.position, BorrowerEmail.id).limit(1)).first()
+        row = conn.execute(SQL_FIRST_EMAIL, {"bid": borrower_id}).first()
         return row[0] if row else None
-    row = conn.execute(select(BorrowerPhone.e164_enc).where(
-        BorrowerPhone.borrower_id == borrower_id, BorrowerPhone.is_valid.is_(True))
-        .order_by(BorrowerPhone.position, BorrowerPhone.id).limit(1)).first()
+    row = conn.execute(SQL_FIRST_PHONE, {"bid": borrower_id}).first()
     return ctx.keyring.decrypt(row[0], "phone.e164") if row else None
 
 
 def loan_variables(ctx: Context, conn: Connection, borrower_id: str,
                    loan_id: str | None) -> dict[str, str]:
     """name, loan_id, amount_due (overdue now, with currency) and days_past_due."""
-    b = conn.execute(select(Borrower.name, Borrower.preferred_language)
-                     .where(Borrower.id == borrower_id)).first()
+    b = conn.execute(SQL_NAME, {"bid": borrower_id}).first()
     out = {"name": b.name if b else "", "loan_id": loan_id or "", "_lang": b.preferred_language if b else "zh-Hans"}
     if loan_id:
-        from sqlalchemy import text
-
         today = ctx.today()
-        row = conn.execute(text(
-            "SELECT l.currency, COALESCE(SUM(i.principal_due + i.interest_due + i.fee_due + i.penalty_due "
-            "- i.paid_principal - i.paid_interest - i.paid_fee - i.paid_penalty), 0), MIN(i.due_on) "
-            "FROM loan l LEFT JOIN installment i ON i.loan_id = l.id AND i.due_on <= :today "
-            "AND i.paid_off_on IS NULL WHERE l.id = :loan GROUP BY l.currency"),
-            {"today": today.isoformat() if conn.dialect.name == "sqlite" else today,
-             "loan": loan_id}).first()
+        row = conn.execute(SQL_AMOUNT_DUE, {
+            "today": today.isoformat() if conn.dialect.name == "sqlite" else today,
+            "loan": loan_id}).first()
         if row is not None:
             out["amount_due"] = f"{row[0]} {format_minor(int(row[1]), row[0])}"
             oldest = row[2]
@@ -228,14 +259,20 @@ def compose(ctx: Context, item: _Leased,
             variables: Mapping[str, str] = DEFAULT_VARIABLES) -> tuple[str, str, str]:
     """(to, subject, body) for an item; InvalidInput/NotFound when it cannot be composed."""
     with ctx.db.read() as conn:
-        to = recipient_address(ctx, conn, item.borrower_id, item.channel)
-        if not to:
-            raise InvalidInput(f"the borrower has no {'e-mail address' if item.channel == 'email' else 'valid phone'}",
-                               record=f"queue item {item.id}", field="to")
-        if not item.template_id:
-            raise InvalidInput("no template", record=f"queue item {item.id}", field="template_id")
-        values = {**variables, **loan_variables(ctx, conn, item.borrower_id, item.loan_id)}
-        tpl = get_template(conn, item.template_id, values.pop("_lang"))
+        return _compose(ctx, conn, item, variables)
+
+
+def _compose(ctx: Context, conn: Connection, item: _Leased,
+             variables: Mapping[str, str]) -> tuple[str, str, str]:
+    """``compose`` in the caller's transaction."""
+    to = recipient_address(ctx, conn, item.borrower_id, item.channel)
+    if not to:
+        raise InvalidInput(f"the borrower has no {'e-mail address' if item.channel == 'email' else 'valid phone'}",
+                           record=f"queue item {item.id}", field="to")
+    if not item.template_id:
+        raise InvalidInput("no template", record=f"queue item {item.id}", field="template_id")
+    values = {**variables, **loan_variables(ctx, conn, item.borrower_id, item.loan_id)}
+    tpl = get_template(conn, item.template_id, values.pop("_lang"))
     subject, body = render(tpl, values)
     return to, subject, body
 
@@ -315,18 +352,18 @@ def _carry_out(ctx: Context, worker_id: str, item: _Leased, adapter: ChannelAdap
                   updated_at=now)
         return ItemResult(item.id, "failed", reason)
     try:
-        to, subject, body = compose(ctx, item, variables)
-    except (InvalidInput, NotFound) as exc:  # no address or no template: nothing to send
         with ctx.db.transaction() as conn:
-            _mark(conn, item, worker_id, status="dropped", last_reason=str(exc)[:2000],
-                  lease_until=None, updated_at=now)
-        return ItemResult(item.id, "dropped", str(exc))
-
-    req = PermitRequest(borrower_id=item.borrower_id, channel=item.channel, purpose=item.purpose,
-                        loan_id=item.loan_id, to=to, text=body, template_id=item.template_id,
-                        queue_item_id=item.id, idempotency_key=key, initiated_by="system")
-    try:
-        with ctx.db.transaction() as conn:
+            # Composed in the permit's transaction: one transaction per item, not two.
+            try:
+                to, subject, body = _compose(ctx, conn, item, variables)
+            except (InvalidInput, NotFound) as exc:  # no address or no template: nothing to send
+                _mark(conn, item, worker_id, status="dropped", last_reason=str(exc)[:2000],
+                      lease_until=None, updated_at=now)
+                return ItemResult(item.id, "dropped", str(exc))
+            req = PermitRequest(borrower_id=item.borrower_id, channel=item.channel,
+                                purpose=item.purpose, loan_id=item.loan_id, to=to, text=body,
+                                template_id=item.template_id, queue_item_id=item.id,
+                                idempotency_key=key, initiated_by="system")
             permit = request_permit(ctx, req, conn=conn)
             if not permit.repeated:
                 settled = _settle(conn, item, worker_id, now, permit.allowed, permit.decision,
@@ -372,10 +409,9 @@ def _carry_out(ctx: Context, worker_id: str, item: _Leased, adapter: ChannelAdap
         fault("after_send", item.id)
     with ctx.db.transaction() as conn:
         # Sent is the truth even if the item was cancelled meanwhile (the permit preceded it).
-        conn.execute(update(ContactQueueItem).where(_q.c.id == item.id).values(
-            status="sent", lease_until=None, updated_at=ctx.clock.now(),
-            last_reason=f"{receipt.provider}:{receipt.message_id}"
-                        + (" (duplicate)" if receipt.duplicate else "")))
+        _set(conn, item.id, status="sent", lease_until=None, updated_at=ctx.clock.now(),
+             last_reason=f"{receipt.provider}:{receipt.message_id}"
+                         + (" (duplicate)" if receipt.duplicate else ""))
     return ItemResult(item.id, "sent", "", None, receipt.message_id)
 
 
@@ -483,10 +519,17 @@ class CallStart:
     next_allowed_at: datetime | None
 
 
+SQL_COLLECTOR = select(_staff.c.id, _staff.c.display_name, _staff.c.badge_number,
+                       _staff.c.agency_id, _staff.c.active).where(_staff.c.id == bindparam("sid"))
+SQL_TASK = select(_q.c.borrower_id, _q.c.loan_id, _q.c.channel, _q.c.purpose, _q.c.status,
+                  _q.c.worker_id, _q.c.attempts).where(_q.c.id == bindparam("item_id"))
+# start_call's update when the call is allowed (the other SET columns are parameters).
+SQL_CALL_LEASE = SQL_SET.values(attempts=_q.c.attempts + 1)
+SQL_TASK_ATTEMPT = select(_q.c.attempt_id, _q.c.status).where(_q.c.id == bindparam("item_id"))
+
+
 def _collector(conn: Connection, collector_id: str) -> Any:
-    row = conn.execute(select(StaffUser.id, StaffUser.display_name, StaffUser.badge_number,
-                              StaffUser.agency_id, StaffUser.active)
-                       .where(StaffUser.id == collector_id)).first()
+    row = conn.execute(SQL_COLLECTOR, {"sid": collector_id}).first()
     if row is None or not row.active:
         raise NotFound(f"no active collector {collector_id!r}")
     return row
@@ -501,13 +544,15 @@ def start_call(ctx: Context, item_id: int, collector_id: str,
     click = click or ClickToCall()
     now = ctx.clock.now()
     # One transaction, the task read again under the borrower's lock: two collectors pressing
-    # "call" on one task at once get one permit and one Conflict, not two calls.
+    # "call" on one task at once get one permit and one Conflict, not two calls. (SQLite's
+    # IMMEDIATE transaction holds the write lock from its start: the first read is under it.)
     with ctx.db.transaction() as conn:
-        item = conn.execute(select(_q).where(_q.c.id == item_id)).first()
+        item = conn.execute(SQL_TASK, {"item_id": item_id}).first()
         if item is None or item.channel != "call":
             raise NotFound(f"no call task {item_id}")
-        lock_borrower(conn, item.borrower_id)
-        item = conn.execute(select(_q).where(_q.c.id == item_id)).one()
+        if conn.dialect.name == "postgresql":
+            lock_borrower(conn, item.borrower_id)
+            item = conn.execute(SQL_TASK, {"item_id": item_id}).one()
         # A collector may dial again a task they already hold (e.g. the line dropped).
         if item.status != "pending" and not (item.status == "leased"
                                              and item.worker_id == collector_id):
@@ -527,12 +572,13 @@ def start_call(ctx: Context, item_id: int, collector_id: str,
                                   "collector_id": collector_id}
         if permit.allowed:
             values.update(status="leased", worker_id=collector_id, attempt_id=permit.attempt_id,
-                          lease_until=now + timedelta(hours=1), attempts=_q.c.attempts + 1)
+                          lease_until=now + timedelta(hours=1))
+            conn.execute(SQL_CALL_LEASE, {"item_id": item_id, **values})  # and attempts + 1
         else:
             values["last_reason"] = _reasons(permit.decision)
             if permit.decision.next_allowed_at is not None:
                 values["not_before"] = permit.decision.next_allowed_at
-        conn.execute(update(ContactQueueItem).where(_q.c.id == item_id).values(**values))
+            _set(conn, item_id, **values)
     url = click.url(to=to, item=item_id, key=key, collector=collector_id) if permit.allowed else ""
     return CallStart(permit.allowed, url, permit.attempt_id, permit.decision_id, permit.to_masked,
                      "" if permit.allowed else _reasons(permit.decision),
@@ -558,14 +604,14 @@ def log_call_outcome(ctx: Context, item_id: int, attempt_id: int, result: str, *
     # The outcome and the task's closing in one transaction: a crash between them used to
     # leave an outcome recorded on a task still leased, which a retry could not close.
     with ctx.db.transaction() as conn:
-        item = conn.execute(select(_q.c.attempt_id, _q.c.status).where(_q.c.id == item_id)).first()
+        item = conn.execute(SQL_TASK_ATTEMPT, {"item_id": item_id}).first()
         if item is None:
             raise NotFound(f"no call task {item_id}")
         if item.attempt_id != attempt_id:
             raise Conflict(f"attempt {attempt_id} is not the current attempt of task {item_id}")
         record_outcome(ctx, attempt_id, result, recording_ref=recording_ref, notes=notes, by=by,
                        conn=conn)
-        conn.execute(update(ContactQueueItem).where(_q.c.id == item_id).values(**values))
+        _set(conn, item_id, **values)
     return status
 
 

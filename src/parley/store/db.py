@@ -128,6 +128,10 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+_LOCK = text("SELECT id FROM borrower WHERE id = :id")  # built once: services lock often
+_LOCK_PG = text("SELECT id FROM borrower WHERE id = :id FOR UPDATE")
+
+
 def lock_borrower(conn: Connection, borrower_id: str) -> bool:
     """Take the per-borrower lock for the rest of the transaction; False if no such borrower.
 
@@ -135,10 +139,8 @@ def lock_borrower(conn: Connection, borrower_id: str) -> bool:
     is what lets the online path shard by borrower. On SQLite the IMMEDIATE transaction already
     holds the database write lock, so a plain read suffices.
     """
-    sql = "SELECT id FROM borrower WHERE id = :id"
-    if conn.dialect.name == "postgresql":
-        sql += " FOR UPDATE"
-    return conn.execute(text(sql), {"id": borrower_id}).first() is not None
+    sql = _LOCK_PG if conn.dialect.name == "postgresql" else _LOCK
+    return conn.execute(sql, {"id": borrower_id}).first() is not None
 
 
 def db_datetime(conn: Connection, value: datetime) -> Any:
