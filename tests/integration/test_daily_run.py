@@ -114,6 +114,37 @@ def test_running_the_same_day_twice_adds_nothing(ctx: Context) -> None:
     assert queue(ctx) == before
 
 
+def test_every_queue_row_names_a_borrower(ctx: Context) -> None:
+    """contact_queue has no foreign key to borrower (the per-row check was a quarter of the
+    queue write): its writers — the run, agreement notices — must never leave an orphan."""
+    seed_accounts(ctx, 40, MONDAY)
+    add_agreement(ctx, "LB0000003", "B0000003", "active")
+    run_daily(ctx, MONDAY)
+    with ctx.db.read() as c:
+        rows, orphans = c.execute(text(
+            "SELECT COUNT(*), COUNT(*) - COUNT(b.id) FROM contact_queue q "
+            "LEFT JOIN borrower b ON b.id = q.borrower_id")).one()
+    assert rows > 40 and orphans == 0
+
+
+def test_balances_are_summed_only_from_the_days_past_due_a_balance_condition_starts() -> None:
+    from parley.core.strategy import Condition, State, Strategy
+    from parley.services.daily_run import _balance_from_dpd, resolve_strategy
+
+    assert _balance_from_dpd([resolve_strategy("default")]) == 91  # m4_m6_field is the first
+    assert _balance_from_dpd([resolve_strategy("default"), resolve_strategy("challenger")]) == min(
+        _balance_from_dpd([resolve_strategy("default")]),
+        _balance_from_dpd([resolve_strategy("challenger")]))
+
+    def strategy(*conditions: Condition) -> Strategy:
+        return Strategy("s", "s", 1, "CNY", tuple(State(f"s{i}", c, ()) for i, c in enumerate(conditions)))
+
+    assert _balance_from_dpd([strategy(Condition(days_past_due_at_least=31))]) is None
+    # a balance condition without a lower bound on days past due needs every balance
+    assert _balance_from_dpd([strategy(Condition(days_past_due_at_least=61, balance_at_least_minor=1),
+                                       Condition(balance_at_most_minor=5))]) == 0
+
+
 @pytest.mark.parametrize("crash_after", ["planned", "queue:1", "queue:3"])
 def test_a_run_killed_halfway_and_run_again_equals_one_clean_run(ctx: Context, crash_after: str) -> None:
     seed_accounts(ctx, 40, MONDAY)

@@ -262,10 +262,14 @@ def _plan(strategy_ids: Sequence[str | Strategy] | None,
     return strategies, None
 
 
-def _uses_balance(strategies: Sequence[Strategy]) -> bool:
-    return any(st.condition.balance_at_least_minor is not None
-               or st.condition.balance_at_most_minor is not None
-               for s in strategies for st in s.states)
+def _balance_from_dpd(strategies: Sequence[Strategy]) -> int | None:
+    """The fewest days past due at which any state's condition asks for the balance; None when
+    none does. Summing instalments is the costly part of loading accounts, and a balance below
+    this is never looked at (each such condition also fails on its own days-past-due bound)."""
+    lows = [st.condition.dpd_range[0] for s in strategies for st in s.states
+            if st.condition.balance_at_least_minor is not None
+            or st.condition.balance_at_most_minor is not None]
+    return min(lows) if lows else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -454,13 +458,17 @@ def run_daily(
         timings=timings)
 
 
-def _tags_expr(conn: Connection, b: Table, off: Table) -> ColumnElement[Any]:
-    """',' + the borrower's tags + ',' + agreement_active, + hold, — the strategy tag column."""
+def _tags_expr(conn: Connection, b: Table) -> ColumnElement[Any]:
+    """',' + the borrower's own tags + ',' — the strategy's tag column."""
     trim = "trim" if conn.dialect.name == "sqlite" else "btrim"
-    own = getattr(func, trim)(func.coalesce(b.c.tags, ""), ",")
-    return (literal(",") + own + literal(",")
-            + case((off.c.agreement == 1, literal("agreement_active,")), else_=literal(""))
-            + case((off.c.hold == 1, literal("hold,")), else_=literal("")))
+    return literal(",") + getattr(func, trim)(func.coalesce(b.c.tags, ""), ",") + literal(",")
+
+
+def _tag_flags(off: Table) -> dict[str, ColumnElement[bool]]:
+    """The account tags the run derives (an agreement, a hold), as flags: each test of one is a
+    comparison, where spelling them into the tag text built the text again for every test."""
+    return {"agreement_active": func.coalesce(off.c.agreement, 0) == 1,
+            "hold": func.coalesce(off.c.hold, 0) == 1}
 
 
 def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequence[Strategy],
@@ -484,14 +492,16 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
         {**ap, "grace": ctx.settings.grace_days})
     _index_loans(conn, T_OFF)
     _index_loans(conn, T_DPD)
-    if _uses_balance(strategies):
+    balance_from = _balance_from_dpd(strategies)
+    if balance_from is not None:
         # Outstanding: everything due by as_of and unpaid, plus principal not yet due.
         conn.execute(text(
             f"INSERT INTO {T_BAL.name} (loan_id, balance) SELECT i.loan_id, SUM(CASE WHEN i.due_on <= :as_of "
             "THEN i.principal_due + i.interest_due + i.fee_due + i.penalty_due - i.paid_principal "
             "- i.paid_interest - i.paid_fee - i.paid_penalty ELSE i.principal_due - i.paid_principal END) "
-            f"FROM installment i JOIN {T_DPD.name} d ON d.loan_id = i.loan_id GROUP BY i.loan_id"
-        ).bindparams(bindparam("as_of", type_=Date)), ap)
+            f"FROM installment i JOIN {T_DPD.name} d ON d.loan_id = i.loan_id "
+            "WHERE d.dpd >= :balance_from GROUP BY i.loan_id"
+        ).bindparams(bindparam("as_of", type_=Date)), {**ap, "balance_from": balance_from})
     _index_loans(conn, T_BAL)
     conn.execute(text(
         f"INSERT INTO {T_BP.name} (loan_id, n) SELECT loan_id, COUNT(*) FROM agreement "
@@ -501,7 +511,8 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
     d, bal, bp, off = T_DPD, T_BAL, T_BP, T_OFF
     b = Borrower.__table__
     ln = Loan.__table__
-    tags = _tags_expr(conn, b, off)
+    tags = _tags_expr(conn, b)
+    flags = _tag_flags(off)
     cols = {"dpd": d.c.dpd, "bucket": d.c.bucket, "balance_minor": func.coalesce(bal.c.balance, 0),
             "currency": ln.c.currency, "product": ln.c.product, "risk_score": b.c.risk_score,
             "broken_promises": func.coalesce(bp.c.n, 0), "tags": tags}
@@ -520,11 +531,11 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
                       Column("bucket", Integer))
         frm = frm.outerjoin(arm_t, (arm_t.c.seed == exp.seed) & (arm_t.c.borrower_id == b.c.id))
         strategy_expr: ColumnElement[Any] = arm_case(exp, arm_t.c.bucket)
-        state_expr = case(*((strategy_expr == s.id, state_case(s, cols)) for s in strategies),
-                          else_=None)
+        state_expr = case(*((strategy_expr == s.id, state_case(s, cols, flags))
+                            for s in strategies), else_=None)
     else:
         strategy_expr = literal(strategies[0].id)
-        state_expr = state_case(strategies[0], cols)
+        state_expr = state_case(strategies[0], cols, flags)
     # language / bucket / agency: '' rather than NULL, so the task groups join on plain columns
     # (which the planner has statistics for) in the assignment step.
     sel = select(d.c.loan_id, d.c.borrower_id, d.c.dpd, func.coalesce(d.c.bucket, ""),
@@ -683,11 +694,17 @@ def _recheck_off(ctx: Context, conn: Connection) -> None:
 
 
 def _chunk_bounds(conn: Connection, chunk_size: int) -> list[str]:
-    """Loan ids splitting the accounts with a state into chunks of ``chunk_size`` accounts."""
-    return [r[0] for r in conn.execute(text(
-        "SELECT loan_id FROM (SELECT loan_id, ROW_NUMBER() OVER (ORDER BY loan_id) AS rn "
-        f"FROM {T_ACCT.name} WHERE state IS NOT NULL) x WHERE rn % :k = 0 ORDER BY loan_id"),
-        {"k": chunk_size})]
+    """Loan ids splitting the accounts with a state into chunks of ``chunk_size`` accounts:
+    each the ``chunk_size``-th after the last, stepped along the loan_id index (numbering every
+    account in a window sorted them all again, four times slower)."""
+    step = text(f"SELECT loan_id FROM {T_ACCT.name} WHERE loan_id > :after AND state IS NOT NULL "
+                "ORDER BY loan_id LIMIT 1 OFFSET :skip")
+    bounds: list[str] = []
+    after = ""  # below every id (ids are non-empty)
+    while (row := conn.execute(step, {"after": after, "skip": chunk_size - 1}).first()) is not None:
+        after = row[0]
+        bounds.append(after)
+    return bounds
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,9 @@ Semantics of the CASE, in order:
 
 Columns are passed in by name (``COLUMN_NAMES``); only those the strategy uses are required.
 ``tags`` must hold the account's canonical lowercase tags as ``,tag1,tag2,`` (an account
-without tags: ``,`` or ``''`` or NULL). ``balance_minor`` is integer minor units and is only
+without tags: ``,`` or ``''`` or NULL). Tags the caller knows as flags rather than text (the
+daily run's ``agreement_active`` and ``hold``) can be passed as ``flags``: tag → a boolean
+expression that is never NULL, tested before the text. ``balance_minor`` is integer minor units and is only
 compared when ``currency`` equals the strategy's currency. A NULL ``bucket``, ``product`` or
 ``risk_score`` fails any predicate on it, as ``None`` does in the pure evaluator.
 
@@ -125,20 +127,28 @@ def bundled_strategy_path(name: str) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def state_case(strategy: Strategy, cols: Mapping[str, ColumnElement[Any]]) -> ColumnElement[Any]:
+Flags = Mapping[str, ColumnElement[bool]]
+
+
+def state_case(strategy: Strategy, cols: Mapping[str, ColumnElement[Any]],
+               flags: Flags | None = None) -> ColumnElement[Any]:
     """A CASE giving each row's state name (NULL when enforcement is off); see module doc."""
     _require_columns(strategy, cols)
+    flags = flags or {}
     whens: list[tuple[ColumnElement[bool], ColumnElement[Any]]] = []
     if strategy.enforcement_off_tags:
         tags = cols["tags"]
-        whens.append((or_(*(_has_tag(tags, t) for t in strategy.enforcement_off_tags)), null()))
+        whens.append((or_(*(_has_tag(tags, t, flags) for t in strategy.enforcement_off_tags)),
+                      null()))
     for state in strategy.states:
-        whens.append((condition_sql(state.condition, strategy, cols), literal(state.name, String)))
+        whens.append((condition_sql(state.condition, strategy, cols, flags),
+                      literal(state.name, String)))
     return case(*whens, else_=literal(strategy.clear_state, String))
 
 
 def condition_sql(
-    c: Condition, strategy: Strategy, cols: Mapping[str, ColumnElement[Any]]
+    c: Condition, strategy: Strategy, cols: Mapping[str, ColumnElement[Any]],
+    flags: Flags | None = None,
 ) -> ColumnElement[bool]:
     """One condition as a boolean SQL expression (TRUE for the empty condition)."""
     parts: list[ColumnElement[bool]] = []
@@ -162,11 +172,12 @@ def condition_sql(
         parts.append(cols["risk_score"] <= c.risk_score_at_most)
     if c.broken_promises_at_least is not None:
         parts.append(cols["broken_promises"] >= c.broken_promises_at_least)
+    flags = flags or {}
     for tag in c.tags_include:
-        parts.append(_has_tag(cols["tags"], tag))
+        parts.append(_has_tag(cols["tags"], tag, flags))
     for tag in c.tags_exclude:
         # COALESCE so that a NULL tags column means "no tags" (NOT NULL would be unknown).
-        parts.append(not_(_has_tag(func.coalesce(cols["tags"], ","), tag)))
+        parts.append(not_(_has_tag(func.coalesce(cols["tags"], ","), tag, flags)))
     return and_(*parts) if parts else true()
 
 
@@ -180,9 +191,10 @@ def arm_case(experiment: Experiment, bucket: ColumnElement[Any]) -> ColumnElemen
     return case(*whens, else_=null()) if whens else null()
 
 
-def _has_tag(tags: ColumnElement[Any], tag: str) -> ColumnElement[bool]:
+def _has_tag(tags: ColumnElement[Any], tag: str, flags: Flags) -> ColumnElement[bool]:
     # autoescape: "_" in a tag (agreement_active) must not be LIKE's one-character wildcard.
-    return tags.contains(f",{tag},", autoescape=True)
+    text_test = tags.contains(f",{tag},", autoescape=True)
+    return or_(flags[tag], text_test) if tag in flags else text_test
 
 
 def _require_columns(strategy: Strategy, cols: Mapping[str, ColumnElement[Any]]) -> None:

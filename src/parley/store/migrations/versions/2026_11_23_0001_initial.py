@@ -103,6 +103,38 @@ def upgrade() -> None:
     sa.Column('loaded_at', parley.store.types.UTCDateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('jurisdiction', 'year', name=op.f('pk_calendar_year'))
     )
+    op.create_table('contact_queue',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('business_date', sa.Date(), nullable=False),
+    sa.Column('borrower_id', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=False),
+    sa.Column('loan_id', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=True),
+    sa.Column('strategy_id', sa.String(length=64), nullable=False),
+    sa.Column('arm', sa.String(length=64), nullable=False),
+    sa.Column('state', sa.String(length=64), nullable=False),
+    sa.Column('action_kind', sa.String(length=24), nullable=False),
+    sa.Column('channel', sa.String(length=16), nullable=False),
+    sa.Column('purpose', sa.String(length=24), nullable=False),
+    sa.Column('template_id', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=True),
+    sa.Column('priority', sa.Integer(), nullable=False),
+    sa.Column('not_before', parley.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('status', sa.String(length=12).with_variant(sa.String(length=12, collation='C'), 'postgresql'), nullable=False),
+    sa.Column('collector_id', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('lease_until', parley.store.types.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('worker_id', sa.String(length=64), nullable=True),
+    sa.Column('idempotency_key', sa.String(length=200).with_variant(sa.String(length=200, collation='C'), 'postgresql'), nullable=False),
+    sa.Column('last_reason', sa.Text(), nullable=False),
+    sa.Column('decision_id', sa.Integer(), nullable=True),
+    sa.Column('attempt_id', sa.Integer(), nullable=True),
+    sa.Column('created_at', parley.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', parley.store.types.UTCDateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_contact_queue')),
+    sa.UniqueConstraint('borrower_id', 'idempotency_key', name=op.f('uq_contact_queue_borrower_id_idempotency_key'))
+    )
+    with op.batch_alter_table('contact_queue', schema=None) as batch_op:
+        batch_op.create_index('ix_contact_queue_collector', ['collector_id', 'status'], unique=False, sqlite_where=sa.text('collector_id IS NOT NULL'), postgresql_where=sa.text('collector_id IS NOT NULL'))
+        batch_op.create_index('ix_contact_queue_due', ['status', 'not_before'], unique=False)
+
     op.create_table('installment',
     sa.Column('loan_id', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=False),
     sa.Column('number', sa.Integer(), nullable=False),
@@ -349,39 +381,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('contact_preference', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_contact_preference_borrower_id'), ['borrower_id'], unique=False)
-
-    op.create_table('contact_queue',
-    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-    sa.Column('business_date', sa.Date(), nullable=False),
-    sa.Column('borrower_id', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=False),
-    sa.Column('loan_id', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=True),
-    sa.Column('strategy_id', sa.String(length=64), nullable=False),
-    sa.Column('arm', sa.String(length=64), nullable=False),
-    sa.Column('state', sa.String(length=64), nullable=False),
-    sa.Column('action_kind', sa.String(length=24), nullable=False),
-    sa.Column('channel', sa.String(length=16), nullable=False),
-    sa.Column('purpose', sa.String(length=24), nullable=False),
-    sa.Column('template_id', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=True),
-    sa.Column('priority', sa.Integer(), nullable=False),
-    sa.Column('not_before', parley.store.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('status', sa.String(length=12).with_variant(sa.String(length=12, collation='C'), 'postgresql'), nullable=False),
-    sa.Column('collector_id', sa.String(length=64).with_variant(sa.String(length=64, collation='C'), 'postgresql'), nullable=True),
-    sa.Column('attempts', sa.Integer(), nullable=False),
-    sa.Column('lease_until', parley.store.types.UTCDateTime(timezone=True), nullable=True),
-    sa.Column('worker_id', sa.String(length=64), nullable=True),
-    sa.Column('idempotency_key', sa.String(length=200).with_variant(sa.String(length=200, collation='C'), 'postgresql'), nullable=False),
-    sa.Column('last_reason', sa.Text(), nullable=False),
-    sa.Column('decision_id', sa.Integer(), nullable=True),
-    sa.Column('attempt_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', parley.store.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('updated_at', parley.store.types.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['borrower_id'], ['borrower.id'], name=op.f('fk_contact_queue_borrower_id_borrower')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_contact_queue')),
-    sa.UniqueConstraint('borrower_id', 'idempotency_key', name=op.f('uq_contact_queue_borrower_id_idempotency_key'))
-    )
-    with op.batch_alter_table('contact_queue', schema=None) as batch_op:
-        batch_op.create_index('ix_contact_queue_collector', ['collector_id', 'status'], unique=False, sqlite_where=sa.text('collector_id IS NOT NULL'), postgresql_where=sa.text('collector_id IS NOT NULL'))
-        batch_op.create_index('ix_contact_queue_due', ['status', 'not_before'], unique=False)
 
     op.create_table('decision_reason',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
@@ -770,11 +769,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_decision_reason_audit_id'))
 
     op.drop_table('decision_reason')
-    with op.batch_alter_table('contact_queue', schema=None) as batch_op:
-        batch_op.drop_index('ix_contact_queue_due')
-        batch_op.drop_index('ix_contact_queue_collector', sqlite_where=sa.text('collector_id IS NOT NULL'), postgresql_where=sa.text('collector_id IS NOT NULL'))
-
-    op.drop_table('contact_queue')
     with op.batch_alter_table('contact_preference', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_contact_preference_borrower_id'))
 
@@ -825,6 +819,11 @@ def downgrade() -> None:
 
     op.drop_table('otp_code')
     op.drop_table('installment')
+    with op.batch_alter_table('contact_queue', schema=None) as batch_op:
+        batch_op.drop_index('ix_contact_queue_due')
+        batch_op.drop_index('ix_contact_queue_collector', sqlite_where=sa.text('collector_id IS NOT NULL'), postgresql_where=sa.text('collector_id IS NOT NULL'))
+
+    op.drop_table('contact_queue')
     op.drop_table('calendar_year')
     op.drop_table('calendar_day')
     with op.batch_alter_table('bucket_change', schema=None) as batch_op:
