@@ -28,6 +28,7 @@ for a given seed) and use ``arm_case`` to map that column to the arm's strategy 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,14 @@ def load_yaml(text: str, source: str) -> Any:
 
 def load_strategy_text(text: str, source: str = "<strategy>") -> Strategy:
     """A strategy from YAML text; raises ``InvalidInput(s)`` naming every bad YAML path."""
+    return _parsed_strategy(text, source)
+
+
+@lru_cache(maxsize=64)
+def _parsed_strategy(text: str, source: str) -> Strategy:
+    # Keyed by the text itself, so an edited file is parsed again; a Strategy is immutable, so
+    # runs may share one. (Each daily run reads its strategy: parsing it cost a simulated day
+    # more than its whole run on a small book.) Errors are raised, never cached.
     return parse_strategy(load_yaml(text, source), source)
 
 

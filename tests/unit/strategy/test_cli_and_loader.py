@@ -94,3 +94,19 @@ def test_the_loader_names_the_file_in_every_error() -> None:
     with pytest.raises(InvalidInputs) as caught:
         load_strategy_text("id: x\nname: X\nversion: 1\ncurrency: CNY\nstates: []\n", "x.yaml")
     assert all(e.record == "x.yaml" for e in caught.value.errors)
+
+
+def test_an_edited_strategy_file_is_read_again_not_served_from_the_parse_cache(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    text = bundled_strategy_path("default").read_text(encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+    first = load_strategy(path)
+    assert load_strategy(path) is first  # unchanged text: parsed once
+    path.write_text(text.replace("name: m1_early", "name: m1_first_week"), encoding="utf-8")
+    names = [s.name for s in load_strategy(path).states]
+    assert "m1_first_week" in names and "m1_early" not in names
+    path.write_text(text.replace("days_past_due_at_least: 1\n", "days_past_due_at_least: x\n"),
+                    encoding="utf-8")
+    for _ in range(2):  # an error is raised every time, never cached as a result
+        with pytest.raises((InvalidInput, InvalidInputs)):
+            load_strategy(path)
