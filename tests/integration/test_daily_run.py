@@ -411,3 +411,17 @@ def test_parley_run_prints_a_summary_by_state_and_channel(ctx: Context, db_url: 
     assert sum(data["by_channel"].values()) == data["planned"]
     bad = runner.invoke(app, ["run", "--as-of", "2026-02-30"])
     assert bad.exit_code == 2 and "as-of" in bad.output
+
+
+def test_days_past_due_carry_only_the_loan_columns_named_for_it(ctx: Context) -> None:
+    """The run takes currency, product and agency from the days-past-due pass; the column
+    names are spliced into SQL, so anything else is refused."""
+    from parley.services.delinquency import dpd_sql
+
+    seed_accounts(ctx, 3, MONDAY)
+    with ctx.db.read() as c:
+        rows = c.execute(text(dpd_sql(c, ctx.buckets, ("currency", "agency_id"))),
+                         {"as_of": MONDAY, "grace": 0}).all()
+        assert {(r.currency, r.agency_id) for r in rows} == {("CNY", None)}
+        with pytest.raises(ValueError, match="status"):
+            dpd_sql(c, ctx.buckets, ("currency", "status"))

@@ -88,7 +88,7 @@ from parley.services.strategy_sql import (
     state_case,
 )
 from parley.store.db import bulk_insert, db_datetime
-from parley.store.models.loanbook import Borrower, Loan
+from parley.store.models.loanbook import Borrower
 from parley.store.types import ID, UTCDateTime, key_string
 
 # How each action kind reaches the borrower: the gate's channel, or a non-contact task.
@@ -158,8 +158,11 @@ def _tmp(name: str, *cols: Column[Any]) -> Table:
 # needs it.
 T_OFF = _tmp("tmp_run_off", Column("loan_id", ID),
              Column("agreement", Integer), Column("hold", Integer))
+# The loan's own columns the strategy reads come along with its days past due (one pass over
+# the loans, not a second join to them).
 T_DPD = _tmp("tmp_run_dpd", Column("loan_id", ID), Column("borrower_id", ID),
-             Column("dpd", Integer), Column("bucket", key_string(8)))
+             Column("dpd", Integer), Column("bucket", key_string(8)), Column("currency", String(3)),
+             Column("product", String(50)), Column("agency_id", ID))
 T_BAL = _tmp("tmp_run_bal", Column("loan_id", ID), Column("balance", Integer))
 T_BP = _tmp("tmp_run_bp", Column("loan_id", ID), Column("n", Integer))
 T_ACCT = _tmp(
@@ -485,10 +488,12 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
         "  SELECT l.id, 0, 1 FROM hold h JOIN loan l ON l.borrower_id = h.borrower_id "
         "  WHERE h.ended_at IS NULL AND (h.loan_id IS NULL OR h.loan_id = l.id)"
         ") x GROUP BY loan_id"), {"notice_cutoff": _notice_cutoff(ctx, conn)})
+    loan_cols = ("currency", "product", "agency_id")
     conn.execute(
-        text(f"INSERT INTO {T_DPD.name} (loan_id, borrower_id, dpd, bucket) "
-             f"SELECT d.loan_id, d.borrower_id, d.days_past_due, d.bucket "
-             f"FROM ({dpd_sql(conn, ctx.buckets)}) d WHERE d.days_past_due > 0"),
+        text(f"INSERT INTO {T_DPD.name} (loan_id, borrower_id, dpd, bucket, {', '.join(loan_cols)}) "
+             f"SELECT d.loan_id, d.borrower_id, d.days_past_due, d.bucket, "
+             f"{', '.join(f'd.{c}' for c in loan_cols)} "
+             f"FROM ({dpd_sql(conn, ctx.buckets, loan_cols)}) d WHERE d.days_past_due > 0"),
         {**ap, "grace": ctx.settings.grace_days})
     _index_loans(conn, T_OFF)
     _index_loans(conn, T_DPD)
@@ -510,11 +515,10 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
 
     d, bal, bp, off = T_DPD, T_BAL, T_BP, T_OFF
     b = Borrower.__table__
-    ln = Loan.__table__
     tags = _tags_expr(conn, b)
     flags = _tag_flags(off)
     cols = {"dpd": d.c.dpd, "bucket": d.c.bucket, "balance_minor": func.coalesce(bal.c.balance, 0),
-            "currency": ln.c.currency, "product": ln.c.product, "risk_score": b.c.risk_score,
+            "currency": d.c.currency, "product": d.c.product, "risk_score": b.c.risk_score,
             "broken_promises": func.coalesce(bp.c.n, 0), "tags": tags}
     # The borrower's zone key: the declared zone, else the candidate zones of the first valid
     # phone (derived when the phone was stored); '' = unknown (the gate fails closed).
@@ -523,7 +527,7 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
         "AND p.is_valid ORDER BY p.position LIMIT 1)")
     zone_key = func.coalesce(func.nullif(b.c.declared_timezone, ""),
                              literal_column(str(phone_zones)), literal(""))
-    frm = (d.join(ln, ln.c.id == d.c.loan_id).join(b, b.c.id == ln.c.borrower_id)
+    frm = (d.join(b, b.c.id == d.c.borrower_id)
            .outerjoin(bal, bal.c.loan_id == d.c.loan_id).outerjoin(bp, bp.c.loan_id == d.c.loan_id)
            .outerjoin(off, off.c.loan_id == d.c.loan_id))
     if exp is not None:
@@ -540,7 +544,7 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
     # (which the planner has statistics for) in the assignment step.
     sel = select(d.c.loan_id, d.c.borrower_id, d.c.dpd, func.coalesce(d.c.bucket, ""),
                  func.coalesce(b.c.preferred_language, ""), b.c.jurisdiction, zone_key,
-                 func.coalesce(ln.c.agency_id, ""), strategy_expr, state_expr
+                 func.coalesce(d.c.agency_id, ""), strategy_expr, state_expr
                  ).select_from(frm)
     conn.execute(insert(T_ACCT).from_select(
         ["loan_id", "borrower_id", "dpd", "bucket", "language", "jurisdiction", "zone_key",

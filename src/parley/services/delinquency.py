@@ -45,7 +45,7 @@ raw AS (
   SELECT o.loan_id, CAST(julianday(:as_of) - julianday(o.due_on) AS INTEGER) - CAST(COALESCE(pz.days, 0) AS INTEGER) AS days
   FROM late o LEFT JOIN paused pz ON pz.loan_id = o.loan_id
 )
-SELECT l.id AS loan_id, l.borrower_id AS borrower_id,
+SELECT l.id AS loan_id, l.borrower_id AS borrower_id,{loan_columns}
        CASE WHEN r.days > :grace THEN r.days ELSE 0 END AS days_past_due
 FROM loan l LEFT JOIN raw r ON r.loan_id = l.id"""
 
@@ -60,7 +60,7 @@ raw AS (
   SELECT o.loan_id, (CAST(:as_of AS DATE) - o.due_on) - CAST(COALESCE(pz.days, 0) AS INTEGER) AS days
   FROM late o LEFT JOIN paused pz ON pz.loan_id = o.loan_id
 )
-SELECT l.id AS loan_id, l.borrower_id AS borrower_id,
+SELECT l.id AS loan_id, l.borrower_id AS borrower_id,{loan_columns}
        CASE WHEN r.days > :grace THEN r.days ELSE 0 END AS days_past_due
 FROM loan l LEFT JOIN raw r ON r.loan_id = l.id"""
 
@@ -77,10 +77,20 @@ def bucket_case(scheme: BucketScheme, column: str = "days_past_due") -> str:
     return "CASE " + " ".join(parts) + " END"
 
 
-def dpd_sql(conn: Connection, scheme: BucketScheme) -> str:
-    """SELECT loan_id, borrower_id, days_past_due, bucket for every loan, as of :as_of."""
-    base = _POSTGRES if conn.dialect.name == "postgresql" else _SQLITE
-    return f"SELECT d.loan_id, d.borrower_id, d.days_past_due, {bucket_case(scheme, 'd.days_past_due')} AS bucket FROM ({base}) d"
+# Loan columns a caller may carry along (the daily run: it would otherwise join the loans again).
+LOAN_COLUMNS = frozenset({"currency", "product", "agency_id"})
+
+
+def dpd_sql(conn: Connection, scheme: BucketScheme, loan_columns: tuple[str, ...] = ()) -> str:
+    """SELECT loan_id, borrower_id, days_past_due, bucket for every loan, as of :as_of, then
+    ``loan_columns`` (from ``LOAN_COLUMNS``) of the loan row."""
+    if not set(loan_columns) <= LOAN_COLUMNS:
+        raise ValueError(f"not a loan column to carry: {sorted(set(loan_columns) - LOAN_COLUMNS)}")
+    base = (_POSTGRES if conn.dialect.name == "postgresql" else _SQLITE).replace(
+        "{loan_columns}", "".join(f" l.{c} AS {c}," for c in loan_columns))
+    extra = "".join(f", d.{c}" for c in loan_columns)
+    return (f"SELECT d.loan_id, d.borrower_id, d.days_past_due, "
+            f"{bucket_case(scheme, 'd.days_past_due')} AS bucket{extra} FROM ({base}) d")
 
 
 def days_past_due_all(ctx: Context, conn: Connection, as_of: date) -> list[Any]:
