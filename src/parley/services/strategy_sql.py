@@ -16,9 +16,10 @@ Columns are passed in by name (``COLUMN_NAMES``); only those the strategy uses a
 ``tags`` must hold the account's canonical lowercase tags as ``,tag1,tag2,`` (an account
 without tags: ``,`` or ``''`` or NULL). Tags the caller knows as flags rather than text (the
 daily run's ``agreement_active`` and ``hold``) can be passed as ``flags``: tag → a boolean
-expression that is never NULL, tested before the text. ``balance_minor`` is integer minor units and is only
-compared when ``currency`` equals the strategy's currency. A NULL ``bucket``, ``product`` or
-``risk_score`` fails any predicate on it, as ``None`` does in the pure evaluator.
+expression that is never NULL, tested before the text. ``balance_minor`` is integer minor
+units and is only compared when ``currency`` equals the strategy's currency. A NULL
+``bucket``, ``product`` or ``risk_score`` fails any predicate on it, as ``None`` does in the
+pure evaluator.
 
 Champion/challenger in SQL: SQL has no portable SHA-256, so precompute
 ``parley.core.strategy.experiment_bucket(seed, account_id)`` into a column (it never changes
