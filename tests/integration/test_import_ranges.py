@@ -94,3 +94,15 @@ def test_a_bad_header_is_named_as_the_sequential_reader_names_it(tmp_path):
         with pytest.raises(InvalidInput) as ranged:
             plan_ranges(path, REQUIRED)
         assert str(ranged.value) == str(seq.value)
+
+
+def test_a_short_csv_row_is_named_by_data_row_and_file_line(tmp_path):
+    """Both readers number rows through ``records.csv_rows``; this pins what that numbering is
+    (blank lines are not rows), so a change to the shared helper cannot pass unnoticed."""
+    path = tmp_path / "short.csv"
+    path.write_bytes(BAD["short.csv"].encode())
+    for read in (in_order, lambda p: in_ranges(p, 1)):
+        with pytest.raises(InvalidInput) as err:
+            read(path)
+        assert err.value.record == "short.csv row 2 (line 4)"
+        assert err.value.message == "expected 2 fields, found 1"

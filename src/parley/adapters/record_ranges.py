@@ -26,7 +26,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from parley.adapters.records import SourceRow, check_header, keep_literal
+from parley.adapters.records import (
+    RowWidthError,
+    SourceRow,
+    check_header,
+    csv_rows,
+    keep_literal,
+)
 
 
 @dataclass(frozen=True)
@@ -123,15 +129,12 @@ class RangeReader:
         # newline="" as the sequential reader opens the file: \r\n, \n and \r all end a line
         reader = csv.reader(io.StringIO(self._text(), newline=""))
         header = self.plan.header
-        width = len(header)
         row = 0
-        for fields in reader:
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue
-            row += 1
-            if len(fields) != width:
-                raise RangeError(row, reader.line_num, f"expected {width} fields, found {len(fields)}")
-            yield SourceRow(row, reader.line_num, dict(zip(header, fields, strict=True)))
+        try:
+            for row, fields in csv_rows(reader, len(header)):
+                yield SourceRow(row, reader.line_num, dict(zip(header, fields, strict=True)))
+        except RowWidthError as exc:
+            raise RangeError(exc.row, reader.line_num, str(exc)) from None
         self.rows, self.lines = row, reader.line_num
 
     def _jsonl(self) -> Iterator[SourceRow]:

@@ -69,20 +69,36 @@ def _read_csv(
         except StopIteration:
             raise InvalidInput("the file is empty (no header row)", record=path.name) from None
         check_header(path.name, header, required)
-        width = len(header)
-        row = 0
-        for fields in reader:
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue
-            row += 1
-            if len(fields) != width:
-                raise InvalidInput(
-                    f"expected {width} fields, found {len(fields)}",
-                    record=f"{path.name} row {row} (line {reader.line_num})",
-                )
-            if progress is not None and row % 1000 == 0:
-                progress(fh.buffer.tell())
-            yield SourceRow(row, reader.line_num, dict(zip(header, fields, strict=True)))
+        try:
+            for row, fields in csv_rows(reader, len(header)):
+                if progress is not None and row % 1000 == 0:
+                    progress(fh.buffer.tell())
+                yield SourceRow(row, reader.line_num, dict(zip(header, fields, strict=True)))
+        except RowWidthError as exc:
+            raise InvalidInput(str(exc), record=f"{path.name} row {exc.row} (line {reader.line_num})"
+                               ) from None
+
+
+class RowWidthError(ValueError):
+    """A data row with more or fewer fields than the header; ``row`` counts data rows from 1."""
+
+    def __init__(self, row: int, width: int, found: int) -> None:
+        super().__init__(f"expected {width} fields, found {found}")
+        self.row = row
+
+
+def csv_rows(reader: Iterator[list[str]], width: int) -> Iterator[tuple[int, list[str]]]:
+    """The data rows after the header, numbered from 1: a blank line is not a row, and a row of
+    another width than the header's raises ``RowWidthError``. Both CSV readers (the sequential
+    one and the byte-range one) number and check rows here, so their errors name the same row."""
+    row = 0
+    for fields in reader:
+        if not fields or (len(fields) == 1 and not fields[0].strip()):
+            continue
+        row += 1
+        if len(fields) != width:
+            raise RowWidthError(row, width, len(fields))
+        yield row, fields
 
 
 def _read_jsonl(
