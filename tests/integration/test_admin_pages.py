@@ -204,3 +204,18 @@ def test_an_api_key_is_shown_once_listed_and_revoked(web, world: World) -> None:
     assert web.post(f"/admin/api-keys/{kid}/revoke", data={"csrf_token": csrf}).status_code == 404
     assert _audit_kinds(world) == ["apikey.created", "apikey.revoked"]
     assert web.post("/admin/api-keys", data={"name": "x", "role": "boss", "csrf_token": csrf}).status_code == 422
+
+
+def test_an_api_key_whose_audit_entry_fails_is_not_created(world: World,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key and its 'apikey.created' entry are one transaction: no working key unrecorded."""
+    admin = auth.Actor("staff", world.staff["admin"], "administrator")
+    before = auth.list_api_keys(world.ctx, admin)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("audit store unavailable")
+
+    monkeypatch.setattr(auth, "_audit_admin", broken)
+    with pytest.raises(RuntimeError):
+        auth.admin_create_api_key(world.ctx, admin, "lender-3", role="administrator")
+    assert auth.list_api_keys(world.ctx, admin) == before

@@ -522,9 +522,11 @@ def verify_otp(
 
 
 def create_api_key(
-    ctx: Context, name: str, *, role: str = "administrator", agency_id: str | None = None
+    ctx: Context, name: str, *, role: str = "administrator", agency_id: str | None = None,
+    on_created: Callable[[Connection, str], None] | None = None,
 ) -> tuple[str, str]:
-    """A new API key; returns (key id, the key). Only its hash is stored."""
+    """A new API key; returns (key id, the key). Only its hash is stored.
+    on_created(conn, id): runs in the creating transaction (the administrator's audit entry)."""
     if role not in STAFF_ROLES:
         raise InvalidInput(f"unknown role {role!r}", record="api key", field="role")
     key = "pk_" + secrets.token_urlsafe(32)
@@ -536,6 +538,8 @@ def create_api_key(
                 created_at=ctx.clock.now(),
             )
         )
+        if on_created is not None:
+            on_created(conn, kid)
     return kid, key
 
 
@@ -887,11 +891,11 @@ def admin_create_api_key(ctx: Context, actor: Actor, name: str, *, role: str,
     name = name.strip()
     if not name or len(name) > 200:
         raise InvalidInput("must be 1..200 characters", record="api key", field="name")
-    kid, key = create_api_key(ctx, name, role=role, agency_id=agency_id or None)
-    with ctx.db.transaction() as conn:
+    def audit(conn: Connection, kid: str) -> None:  # in the key's own transaction
         _audit_admin(ctx, conn, actor, "apikey.created", kid,
                      {"name": name, "role": role, "agency_id": agency_id or None})
-    return kid, key
+
+    return create_api_key(ctx, name, role=role, agency_id=agency_id or None, on_created=audit)
 
 
 def admin_revoke_api_key(ctx: Context, actor: Actor, key_id: str) -> None:
