@@ -228,6 +228,19 @@ def test_a_loan_paid_up_since_the_run_is_not_placed(ctx: Context) -> None:
     assert placements(ctx) == []
 
 
+def test_a_loan_whose_delinquency_is_paused_since_the_run_is_not_placed(ctx: Context) -> None:
+    """Overdue means days past due > 0 by the one definition, pauses included: a paused loan
+    has nothing overdue though its instalment is still unpaid."""
+    from parley.services.delinquency import add_pause
+
+    plan(ctx, ("B0", 100, False))
+    add_pause(ctx, "B0-L1", MONDAY - timedelta(days=100), MONDAY + timedelta(days=30),
+              reason="hardship review")
+    assert work_tasks(ctx, "w1").cancelled == 1
+    assert task_items(ctx)[0][5] == "loan B0-L1 has nothing overdue any more"
+    assert placements(ctx) == []
+
+
 def test_a_crash_before_commit_writes_nothing_and_the_retry_places_once(ctx: Context) -> None:
     plan(ctx, ("B0", 100, False))
 

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, func, insert, select, text, update
 
-from parley.core.delinquency import BucketScheme
+from parley.core.delinquency import BucketScheme, Pause, days_past_due
 from parley.errors import Conflict, InvalidInput, NotFound
 from parley.services.context import Context
 from parley.store.db import lock_borrower
-from parley.store.models.loanbook import DelinquencyPause, Loan
+from parley.store.models.loanbook import DelinquencyPause, Installment, Loan
 
 # The oldest instalment unpaid at the end of :as_of. For a loan whose last instalment became
 # paid on or before :as_of the loan row's cache answers it; only loans with a later payment
@@ -91,6 +91,19 @@ def dpd_sql(conn: Connection, scheme: BucketScheme, loan_columns: tuple[str, ...
     extra = "".join(f", d.{c}" for c in loan_columns)
     return (f"SELECT d.loan_id, d.borrower_id, d.days_past_due, "
             f"{bucket_case(scheme, 'd.days_past_due')} AS bucket{extra} FROM ({base}) d")
+
+
+def loan_days_past_due(ctx: Context, conn: Connection, loan_id: str, as_of: date) -> int:
+    """One loan's days past due as of today or later, by the core's definition (its pauses and
+    the grace period count): the oldest instalment unpaid now, and the loan's pauses."""
+    oldest = conn.execute(select(func.min(Installment.due_on)).where(
+        Installment.loan_id == loan_id, Installment.paid_off_on.is_(None))).scalar_one()
+    pauses = [Pause(r.start_on, r.end_on) for r in conn.execute(
+        select(DelinquencyPause.start_on, DelinquencyPause.end_on)
+        .where(DelinquencyPause.loan_id == loan_id))]
+    if isinstance(oldest, str):  # SQLite hands back an aggregate's date as text
+        oldest = date.fromisoformat(oldest)
+    return days_past_due(oldest, as_of, pauses, ctx.settings.grace_days)
 
 
 def days_past_due_all(ctx: Context, conn: Connection, as_of: date) -> list[Any]:

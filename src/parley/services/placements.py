@@ -39,7 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
@@ -47,10 +47,11 @@ from sqlalchemy import Connection, Row, insert, select, update
 from parley.errors import Conflict, InvalidInput, NotFound
 from parley.services.auth import Actor
 from parley.services.context import Context
+from parley.services.delinquency import loan_days_past_due
 from parley.services.facts import NOTICE_WAIT, SQL_AGREEMENTS, SQL_HOLDS
 from parley.store.db import lock_borrower
 from parley.store.models.base import table_of
-from parley.store.models.loanbook import Installment, Loan
+from parley.store.models.loanbook import Loan
 from parley.store.models.placements import AgencyPlacement, LegalReferral
 from parley.store.models.queue import ContactQueueItem
 
@@ -62,7 +63,6 @@ SYSTEM = "system"
 
 _q = table_of(ContactQueueItem)
 _loan = table_of(Loan)
-_inst = table_of(Installment)
 _pl = table_of(AgencyPlacement)
 _lr = table_of(LegalReferral)
 
@@ -173,12 +173,8 @@ def why_blocked(conn: Connection, borrower_id: str, loan_id: str, now: datetime)
 
 
 def _overdue(ctx: Context, conn: Connection, loan_id: str) -> bool:
-    """Some instalment is unpaid past its due date and the grace period, as of today."""
-    today = ctx.clock.now().astimezone(ctx.business_zone).date()  # ctx.today(), typed
-    cutoff = today - timedelta(days=ctx.settings.grace_days)
-    return conn.execute(select(_inst.c.number).where(
-        _inst.c.loan_id == loan_id, _inst.c.paid_off_on.is_(None), _inst.c.due_on < cutoff)
-        .limit(1)).first() is not None
+    """Delinquent today by the same definition as everywhere (pauses and grace count)."""
+    return loan_days_past_due(ctx, conn, loan_id, ctx.today()) > 0
 
 
 def _audit(ctx: Context, conn: Connection, borrower_id: str, kind: str, loan_id: str,
