@@ -436,7 +436,7 @@ def run_daily(
                 bounds = _chunk_bounds(conn, chunk_size)
                 step("plan")
                 tasks = sum(int(n) for _, ch, n in by_sc_rows if ch in COLLECTOR_TASK_CHANNELS)
-                assigned = _assign_tasks(conn, due, as_of, tasks) if tasks else 0
+                assigned = _assign_tasks(conn, due, as_of) if tasks else 0
                 unassigned = tasks - assigned
                 step("assign")
             crash_point("planned")
@@ -804,9 +804,9 @@ def _task_groups(conn: Connection) -> _TaskGroups | None:
     return _TaskGroups(expr, params, values)
 
 
-def _assign_tasks(conn: Connection, due: _Due, as_of: date, tasks: int) -> int:
+def _assign_tasks(conn: Connection, due: _Due, as_of: date) -> int:
     """Give collector tasks to collectors by free capacity and skill; returns how many were
-    assigned (of ``tasks``). Every task takes one slot of the day's capacity."""
+    assigned. Every task takes one slot of the day's capacity."""
     collectors = _collectors(conn, as_of)
     groups = _task_groups(conn)
     if not collectors or groups is None:

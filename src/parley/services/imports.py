@@ -491,7 +491,6 @@ class _LoanRec:
     agency_id: str | None
     schedule_source: str
     hash: str = ""
-    where: str = ""
     schedule: list[tuple[Any, ...]] = field(default_factory=list)
 
 
@@ -500,7 +499,7 @@ _DAY_COUNTS = {d.value: d for d in DayCount}
 _rate = lru_cache(maxsize=4096)(parse_rate)
 
 
-def _fast_loan(v: dict[str, Any], where: str) -> _LoanRec | None:
+def _fast_loan(v: dict[str, Any]) -> _LoanRec | None:
     """The common case without per-field error plumbing; None sends the row to
     `_parse_loan_slowly`, which names the problem. Accepts exactly what that one accepts (a
     test checks it)."""
@@ -531,7 +530,7 @@ def _fast_loan(v: dict[str, Any], where: str) -> _LoanRec | None:
     except (KeyError, AttributeError, TypeError, ValueError, MoneyError):
         return None
     rec = _LoanRec(loan_id, borrower_id, currency, principal, rate_text, term, method.value, day_count.value, disbursed,
-                   first_due, product, agency_id, source, where=where)
+                   first_due, product, agency_id, source)
     rec.hash = _digest(loan_id, borrower_id, currency, principal, rate, term, method.value, day_count.value, disbursed,
                        first_due, product, agency_id, source)
     if source == "generated":
@@ -580,7 +579,6 @@ def _parse_loan_slowly(src: SourceRow, name: str) -> _LoanRec:
         r.text("product", required=False, max_len=50),
         r.text("agency_id", required=False, max_len=64) or None,
         schedule_source,
-        where=r.where,
     )
     rec.hash = _digest(
         loan_id,

@@ -179,7 +179,7 @@ def _parse_into(chunk: LoanChunk, rows: Iterable[SourceRow], name: str, enc: Enc
     try:
         for src in rows:
             try:
-                rec = _fast_loan(src.values, "") or _parse_loan_slowly(src, name)
+                rec = _fast_loan(src.values) or _parse_loan_slowly(src, name)
             except InvalidInput as exc:
                 chunk.errors.append((src.row, src.line, exc.field, exc.message))
                 continue

@@ -255,16 +255,10 @@ def loan_variables(ctx: Context, conn: Connection, borrower_id: str,
     return out
 
 
-def compose(ctx: Context, item: _Leased,
+def compose(ctx: Context, conn: Connection, item: _Leased,
             variables: Mapping[str, str] = DEFAULT_VARIABLES) -> tuple[str, str, str]:
-    """(to, subject, body) for an item; InvalidInput/NotFound when it cannot be composed."""
-    with ctx.db.read() as conn:
-        return _compose(ctx, conn, item, variables)
-
-
-def _compose(ctx: Context, conn: Connection, item: _Leased,
-             variables: Mapping[str, str]) -> tuple[str, str, str]:
-    """``compose`` in the caller's transaction."""
+    """(to, subject, body) for an item, read in the caller's transaction (the permit's);
+    InvalidInput/NotFound when it cannot be composed."""
     to = recipient_address(ctx, conn, item.borrower_id, item.channel)
     if not to:
         raise InvalidInput(f"the borrower has no {'e-mail address' if item.channel == 'email' else 'valid phone'}",
@@ -355,7 +349,7 @@ def _carry_out(ctx: Context, worker_id: str, item: _Leased, adapter: ChannelAdap
         with ctx.db.transaction() as conn:
             # Composed in the permit's transaction: one transaction per item, not two.
             try:
-                to, subject, body = _compose(ctx, conn, item, variables)
+                to, subject, body = compose(ctx, conn, item, variables)
             except (InvalidInput, NotFound) as exc:  # no address or no template: nothing to send
                 _mark(conn, item, worker_id, status="dropped", last_reason=str(exc)[:2000],
                       lease_until=None, updated_at=now)

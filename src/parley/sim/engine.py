@@ -263,9 +263,6 @@ class Run:
         the system refused it (the plan is not made)."""
         return True
 
-    def record_plan_end(self, plan: Plan) -> None:
-        pass
-
     def record_hold(self, b: SimBorrower, kind: HoldKind, at: datetime) -> datetime:
         """Returns when the system knows of the hold."""
         return at
@@ -583,10 +580,6 @@ class Run:
         ls.resumed = status == "kept"
         self.stats.counts[f"agreements_{status}"] += 1
         del self.plans[plan.id]
-        self.record_plan_end(plan)
-
-    def summary(self) -> dict[str, Any]:
-        return summarise(self.stats)
 
 
 def summarise(stats: Stats) -> dict[str, Any]:
