@@ -425,3 +425,13 @@ def test_days_past_due_carry_only_the_loan_columns_named_for_it(ctx: Context) ->
         assert {(r.currency, r.agency_id) for r in rows} == {("CNY", None)}
         with pytest.raises(ValueError, match="status"):
             dpd_sql(c, ctx.buckets, ("currency", "status"))
+
+
+def test_constant_in_lists_are_valid_sql_with_one_item_too(ctx: Context) -> None:
+    from parley.services.daily_run import _sql_list
+
+    assert _sql_list(("call",)) == "('call')"  # a tuple's repr would be "('call',)"
+    quoted = _sql_list(("a", "it's"))
+    with ctx.db.read() as c:
+        assert c.execute(text(f"SELECT 'call' IN {_sql_list(('call',))}, "
+                              f"'it''s' IN {quoted}")).one() == (True, True)

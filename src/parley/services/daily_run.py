@@ -80,6 +80,7 @@ from parley.services import agreements
 from parley.services.context import Context
 from parley.services.delinquency import dpd_sql
 from parley.services.facts import BINDING_AGREEMENT_SQL, NOTICE_WAIT
+from parley.services.placements import AGENCY_CHANNEL, LEGAL_CHANNEL
 from parley.services.strategy_sql import (
     arm_case,
     bundled_strategy_path,
@@ -87,6 +88,7 @@ from parley.services.strategy_sql import (
     load_strategy,
     state_case,
 )
+from parley.services.worker import COLLECTOR_CHANNELS
 from parley.store.db import bulk_insert, db_datetime
 from parley.store.models.loanbook import Borrower
 from parley.store.types import ID, UTCDateTime, key_string
@@ -98,14 +100,19 @@ CHANNEL_OF_KIND = {
     "call": "call",
     "interview": "interview",
     "field_visit": "visit",
-    "legal_referral": "legal",
-    "agency_placement": "agency",
+    "legal_referral": LEGAL_CHANNEL,
+    "agency_placement": AGENCY_CHANNEL,
 }
 CONTACT_CHANNELS = frozenset({"sms", "email", "call", "interview", "visit"})
-# Worked by a collector from their queue, so assigned by capacity and skill.
-COLLECTOR_TASK_CHANNELS = ("call", "interview", "visit")
+# Collector tasks (COLLECTOR_CHANNELS, the worker's): worked from a collector's queue, so
+# assigned by capacity and skill.
 # Queue statuses that count as "an action was taken" for re-evaluation and caps.
 NOT_TAKEN = ("cancelled", "dropped")
+
+
+def _sql_list(values: Sequence[str]) -> str:
+    """``('a', 'b')`` for an IN over constants (a Python tuple's repr breaks with one item)."""
+    return "(" + ", ".join("'" + v.replace("'", "''") + "'" for v in values) + ")"
 DEFAULT_CHUNK = 100_000
 
 ProgressFn = Callable[[str, int, int], None]
@@ -435,7 +442,7 @@ def run_daily(
                 planned = sum(int(r[2]) for r in by_sc_rows)
                 bounds = _chunk_bounds(conn, chunk_size)
                 step("plan")
-                tasks = sum(int(n) for _, ch, n in by_sc_rows if ch in COLLECTOR_TASK_CHANNELS)
+                tasks = sum(int(n) for _, ch, n in by_sc_rows if ch in COLLECTOR_CHANNELS)
                 assigned = _assign_tasks(conn, due, as_of) if tasks else 0
                 unassigned = tasks - assigned
                 step("assign")
@@ -606,7 +613,7 @@ def _load_actions(ctx: Context, conn: Connection, as_of: date, strategies: Seque
             f"INSERT INTO {T_HIST.name} (loan_id, kind, business_date, n) "
             "SELECT q.loan_id, q.action_kind, q.business_date, COUNT(*) FROM contact_queue q "
             f"WHERE q.business_date >= :since AND q.business_date < :as_of "
-            f"AND q.status NOT IN {NOT_TAKEN!r} GROUP BY q.loan_id, q.action_kind, q.business_date"
+            f"AND q.status NOT IN {_sql_list(NOT_TAKEN)} GROUP BY q.loan_id, q.action_kind, q.business_date"
         ).bindparams(bindparam("since", type_=Date), bindparam("as_of", type_=Date)),
             {"since": min(froms), "as_of": as_of})
         conn.execute(text(f"CREATE INDEX ix_tmp_run_hist ON {T_HIST.name} (loan_id, kind)"))
@@ -783,7 +790,7 @@ class _TaskGroups:
 
 def _task_groups(conn: Connection) -> _TaskGroups | None:
     skills = conn.execute(text(
-        f"SELECT DISTINCT skills FROM {T_ACTION.name} WHERE channel IN {COLLECTOR_TASK_CHANNELS!r}"
+        f"SELECT DISTINCT skills FROM {T_ACTION.name} WHERE channel IN {_sql_list(COLLECTOR_CHANNELS)}"
     )).scalars().all()
     profiles = conn.execute(text(
         f"SELECT DISTINCT language, bucket, agency_id FROM {T_ACCT.name} WHERE state IS NOT NULL"
@@ -822,7 +829,7 @@ def _assign_tasks(conn: Connection, due: _Due, as_of: date) -> int:
         "not_before, loan_id, action_id) AS grank FROM (SELECT t.loan_id AS loan_id, "
         f"a.action_id AS action_id, {groups.sql} AS gid, a.priority AS priority, "
         f"s.not_before AS not_before {due.from_} "
-        f"WHERE a.channel IN {COLLECTOR_TASK_CHANNELS!r} AND {due.where}) x) y WHERE grank <= :cap"),
+        f"WHERE a.channel IN {_sql_list(COLLECTOR_CHANNELS)} AND {due.where}) x) y WHERE grank <= :cap"),
         {**groups.params, "cap": free_total})
     conn.execute(text(f"CREATE INDEX ix_tmp_run_calls_group ON {T_CALLS.name} (gid, grank)"))
     conn.execute(text(f"CREATE INDEX ix_tmp_run_calls_key ON {T_CALLS.name} (loan_id, action_id)"))
