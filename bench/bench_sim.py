@@ -1,6 +1,6 @@
 """Benchmark: simulated borrower-days per second, Parley and the naive run together, on SQLite
-and on PostgreSQL (throwaway databases on 127.0.0.1:5432, user postgres, as tests/conftest.py
-does; left out when no server answers). The whole simulation is timed: writing the book, the
+and on PostgreSQL (throwaway databases on the benchmarks' server, ``bench.pg.SERVER``; left
+out when no server answers). The whole simulation is timed: writing the book, the
 daily snapshot and daily run, every permit, payment and agreement, and the naive run with its
 judge (the naive run is in memory and takes ≈ 5 % of the time).
 
@@ -15,18 +15,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-from bench.pg import drop_databases
+from bench.pg import server_answers, throwaway_databases
 from parley.config import Settings
 from parley.sim.engine import SimConfig, simulate_sharded
-from parley.store.db import Database, normalise_url
+from parley.store.db import Database
 from parley.store.migrate import upgrade
 
-PG_ADMIN = os.environ.get("PARLEY_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 # SQLite: one shard per core. PostgreSQL: two per core — a shard's process waits on the
 # server for about half its time (measured: 99 s wall for 50 s of Python in one process), and
 # the server's own work runs in its backends, so one process per core leaves cores idle.
@@ -51,36 +47,11 @@ def _sqlite(config: SimConfig, shards: int = SHARDS) -> float:
         return _one([f"sqlite:///{Path(tmp) / f'sim-{k}.db'}" for k in range(shards)], config)
 
 
-@contextmanager
-def _pg_databases(n: int) -> Iterator[list[str] | None]:
-    """``n`` empty PostgreSQL databases (None when no server answers), dropped afterwards."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.exc import OperationalError
-
-    admin = create_engine(normalise_url(PG_ADMIN), isolation_level="AUTOCOMMIT")
-    stem = f"parley_bench_sim_{uuid.uuid4().hex[:8]}"
-    names: list[str] = []
-    try:
-        try:
-            with admin.connect() as conn:
-                for k in range(n):
-                    conn.execute(text(f'CREATE DATABASE "{stem}_{k}"'))
-                    names.append(f"{stem}_{k}")
-        except OperationalError:
-            if not names:
-                yield None
-                return
-            raise
-        base = normalise_url(PG_ADMIN).rsplit("/", 1)[0]
-        yield [f"{base}/{name}" for name in names]
-    finally:
-        drop_databases(admin, names)
-        admin.dispose()
-
-
 def _pg(config: SimConfig, shards: int = PG_SHARDS) -> float | None:
-    with _pg_databases(shards) as urls:
-        return None if urls is None else _one(urls, config)
+    if not server_answers():
+        return None
+    with throwaway_databases(shards, "parley_bench_sim") as urls:
+        return _one(urls, config)
 
 
 def run(quick: bool = False) -> dict[str, float]:

@@ -15,17 +15,42 @@ SERVER = (os.environ.get("PARLEY_BENCH_DATABASE_URL") or os.environ.get("PARLEY_
           or "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
+def server_answers() -> bool:
+    """Whether the benchmarks' PostgreSQL server accepts a connection."""
+    from sqlalchemy.exc import OperationalError
+
+    engine = create_engine(normalise_url(SERVER))
+    try:
+        with engine.connect():
+            return True
+    except OperationalError:
+        return False
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def throwaway_databases(n: int, prefix: str = "parley_bench") -> Iterator[list[str]]:
+    """``n`` empty databases on ``SERVER``, dropped afterwards (with whatever connects to them)."""
+    admin = create_engine(normalise_url(SERVER), isolation_level="AUTOCOMMIT")
+    stem = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    names: list[str] = []
+    try:
+        with admin.connect() as conn:
+            for k in range(n):
+                conn.execute(text(f'CREATE DATABASE "{stem}_{k}"'))
+                names.append(f"{stem}_{k}")
+        base = normalise_url(SERVER).rsplit("/", 1)[0]
+        yield [f"{base}/{name}" for name in names]
+    finally:
+        drop_databases(admin, names)
+        admin.dispose()
+
+
 @contextmanager
 def throwaway_database(prefix: str = "parley_bench") -> Iterator[str]:
-    admin = create_engine(normalise_url(SERVER), isolation_level="AUTOCOMMIT")
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield normalise_url(SERVER).rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        drop_databases(admin, [name])
-        admin.dispose()
+    with throwaway_databases(1, prefix) as urls:
+        yield urls[0]
 
 
 def drop_databases(admin: Engine, names: list[str]) -> None:
