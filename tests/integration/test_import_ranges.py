@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from parley.adapters.record_ranges import RangeError, RangeReader, plan_ranges
-from parley.adapters.records import read_records
+from parley.adapters.record_ranges import RangeReader, plan_ranges
+from parley.adapters.records import RowError, read_records
 from parley.errors import InvalidInput
 
 REQUIRED = ("a", "b")
@@ -23,7 +23,7 @@ def in_ranges(path: Path, target: int) -> list[tuple[int, int, dict]]:
         reader = RangeReader(path, plan, REQUIRED, start, end)
         try:
             rows += [(row_base + r.row, line_base + r.line, r.values) for r in reader]
-        except RangeError as exc:
+        except RowError as exc:
             raise InvalidInput(exc.message, record=f"{path.name} row {row_base + exc.row} (line {line_base + exc.line})",
                                field=exc.field) from None
         row_base += reader.rows

@@ -20,18 +20,16 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import mmap
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from parley.adapters.records import (
-    RowWidthError,
     SourceRow,
     check_header,
     csv_rows,
-    keep_literal,
+    json_rows,
 )
 
 
@@ -66,14 +64,6 @@ class RangePlan:
                     cut = size if newline == -1 else newline + 1
                 yield start, cut
                 start = cut
-
-
-class RangeError(Exception):
-    """A problem that stops reading the file (a malformed line), numbered within its range."""
-
-    def __init__(self, row: int, line: int, message: str, field: str = "") -> None:
-        super().__init__(message)
-        self.row, self.line, self.message, self.field = row, line, message, field
 
 
 def plan_ranges(path: Path, required: tuple[str, ...]) -> RangePlan | None:
@@ -130,28 +120,13 @@ class RangeReader:
         reader = csv.reader(io.StringIO(self._text(), newline=""))
         header = self.plan.header
         row = 0
-        try:
-            for row, fields in csv_rows(reader, len(header)):
-                yield SourceRow(row, reader.line_num, dict(zip(header, fields, strict=True)))
-        except RowWidthError as exc:
-            raise RangeError(exc.row, reader.line_num, str(exc)) from None
+        for row, fields in csv_rows(reader, len(header)):  # RowError stops the range
+            yield SourceRow(row, reader.line_num, dict(zip(header, fields, strict=True)))
         self.rows, self.lines = row, reader.line_num
 
     def _jsonl(self) -> Iterator[SourceRow]:
-        row = line_no = 0
-        for line in io.StringIO(self._text(), newline=None):  # universal newlines, like open()
-            line_no += 1
-            if not line.strip():
-                continue
-            row += 1
-            try:
-                obj = json.loads(line, parse_float=keep_literal, parse_int=keep_literal)
-            except json.JSONDecodeError as exc:
-                raise RangeError(row, line_no, f"not valid JSON: {exc.msg}") from None
-            if not isinstance(obj, dict):
-                raise RangeError(row, line_no, "each line must be a JSON object")
-            missing = [c for c in self.required if c not in obj]
-            if missing:
-                raise RangeError(row, line_no, "missing required field", missing[0])
+        lines = io.StringIO(self._text(), newline=None).readlines()  # universal newlines, like open()
+        row = 0
+        for row, line_no, obj in json_rows(lines, self.required):  # RowError stops the range
             yield SourceRow(row, line_no, obj)
-        self.rows, self.lines = row, line_no
+        self.rows, self.lines = row, len(lines)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -74,52 +74,65 @@ def _read_csv(
                 if progress is not None and row % 1000 == 0:
                     progress(fh.buffer.tell())
                 yield SourceRow(row, reader.line_num, dict(zip(header, fields, strict=True)))
-        except RowWidthError as exc:
-            raise InvalidInput(str(exc), record=f"{path.name} row {exc.row} (line {reader.line_num})"
-                               ) from None
+        except RowError as exc:
+            raise _invalid(path.name, exc) from None
 
 
-class RowWidthError(ValueError):
-    """A data row with more or fewer fields than the header; ``row`` counts data rows from 1."""
+class RowError(ValueError):
+    """A bad data row: ``row`` counts data rows from 1 (blank lines are not rows), ``line`` the
+    file's lines; ``field`` when one field is to blame."""
 
-    def __init__(self, row: int, width: int, found: int) -> None:
-        super().__init__(f"expected {width} fields, found {found}")
-        self.row = row
+    def __init__(self, row: int, line: int, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.row, self.line, self.message, self.field = row, line, message, field
 
 
-def csv_rows(reader: Iterator[list[str]], width: int) -> Iterator[tuple[int, list[str]]]:
-    """The data rows after the header, numbered from 1: a blank line is not a row, and a row of
-    another width than the header's raises ``RowWidthError``. Both CSV readers (the sequential
-    one and the byte-range one) number and check rows here, so their errors name the same row."""
+def csv_rows(reader: Any, width: int) -> Iterator[tuple[int, list[str]]]:
+    """The data rows a ``csv.reader`` gives after the header, numbered from 1; a row of another
+    width than the header's raises ``RowError``. Both readers — the sequential one here and the
+    byte-range one — number and check rows here and in ``json_rows``, so their errors agree."""
     row = 0
     for fields in reader:
         if not fields or (len(fields) == 1 and not fields[0].strip()):
             continue
         row += 1
         if len(fields) != width:
-            raise RowWidthError(row, width, len(fields))
+            raise RowError(row, reader.line_num, f"expected {width} fields, found {len(fields)}")
         yield row, fields
+
+
+def json_rows(lines: Iterable[str], required: tuple[str, ...]) -> Iterator[tuple[int, int, dict[str, Any]]]:
+    """(row, line, object) for each non-blank JSON Lines line: numbers as their literal text,
+    never floats; ``RowError`` for bad JSON, a non-object or a missing required field."""
+    row = 0
+    for line_no, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        row += 1
+        try:
+            obj = json.loads(line, parse_float=keep_literal, parse_int=keep_literal)
+        except json.JSONDecodeError as exc:
+            raise RowError(row, line_no, f"not valid JSON: {exc.msg}") from None
+        if not isinstance(obj, dict):
+            raise RowError(row, line_no, "each line must be a JSON object")
+        missing = [c for c in required if c not in obj]
+        if missing:
+            raise RowError(row, line_no, "missing required field", missing[0])
+        yield row, line_no, obj
+
+
+def _invalid(name: str, exc: RowError) -> InvalidInput:
+    return InvalidInput(exc.message, record=f"{name} row {exc.row} (line {exc.line})", field=exc.field)
 
 
 def _read_jsonl(
     path: Path, required: tuple[str, ...], progress: Callable[[int], None] | None
 ) -> Iterator[SourceRow]:
     with path.open("r", encoding="utf-8-sig") as fh:
-        row = 0
-        for line_no, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            row += 1
-            where = f"{path.name} row {row} (line {line_no})"
-            try:
-                obj = json.loads(line, parse_float=keep_literal, parse_int=keep_literal)
-            except json.JSONDecodeError as exc:
-                raise InvalidInput(f"not valid JSON: {exc.msg}", record=where) from None
-            if not isinstance(obj, dict):
-                raise InvalidInput("each line must be a JSON object", record=where)
-            missing = [c for c in required if c not in obj]
-            if missing:
-                raise InvalidInput("missing required field", record=where, field=missing[0])
-            if progress is not None and row % 1000 == 0:
-                progress(fh.buffer.tell())
-            yield SourceRow(row, line_no, obj)
+        try:
+            for row, line_no, obj in json_rows(fh, required):
+                if progress is not None and row % 1000 == 0:
+                    progress(fh.buffer.tell())
+                yield SourceRow(row, line_no, obj)
+        except RowError as exc:
+            raise _invalid(path.name, exc) from None

@@ -44,8 +44,8 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 
-from parley.adapters.record_ranges import RangeError, RangePlan, RangeReader, plan_ranges
-from parley.adapters.records import SourceRow, read_records
+from parley.adapters.record_ranges import RangePlan, RangeReader, plan_ranges
+from parley.adapters.records import RowError, SourceRow, read_records
 from parley.errors import InvalidInput
 from parley.services import imports
 from parley.services.context import Context
@@ -202,8 +202,8 @@ def chunk_from_range(path: Path, plan: RangePlan, start: int, end: int, enc: Enc
     chunk = LoanChunk(end=end)
     try:
         _parse_into(chunk, reader, path.name, enc)
-    except RangeError as exc:
-        chunk.stop = (exc.row, exc.line, exc.field, exc.message)
+    except RowError as exc:  # a malformed line: the chunk stops there
+        chunk.stop = (exc.row, exc.line, exc.field or "", exc.message)
     chunk.row_count, chunk.line_count = reader.rows, reader.lines
     return chunk
 
