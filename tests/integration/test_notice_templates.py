@@ -77,3 +77,14 @@ def test_without_seeding_the_first_notice_stores_only_the_missing_locales(
         assert ensure_default_template(ctx, conn, "agreement.broken") == 0
         with pytest.raises(KeyError):
             ensure_default_template(ctx, conn, "no.such.default")
+
+
+def test_a_default_is_stored_alike_whether_seeded_or_ensured_for_a_notice(ctx: Context) -> None:
+    """Seeding is ensure_default_template for each default: same name, same screening."""
+    from parley.store.models.templates import Template
+
+    seed_default_templates(ctx)
+    assert seed_default_templates(ctx) == 0  # nothing missing: nothing added
+    with ctx.db.read() as conn:
+        rows = conn.execute(select(Template.id, Template.name)).all()
+    assert rows and all(name == tid for tid, name in rows)

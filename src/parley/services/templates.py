@@ -219,15 +219,8 @@ DEFAULTS: tuple[tuple[str, str, str, dict[str, str]], ...] = (
 
 def seed_default_templates(ctx: Context) -> int:
     """Store the default set where (id, locale) has no version yet; returns how many added."""
-    added = 0
     with ctx.db.transaction() as c:
-        have = {(r[0], r[1]) for r in c.execute(select(Template.id, Template.locale).distinct())}
-        for tid, channel, subject, bodies in DEFAULTS:
-            for locale, body in bodies.items():
-                if (tid, locale) not in have:
-                    save_template(ctx, tid, locale, channel, body, subject=subject, conn=c)
-                    added += 1
-    return added
+        return sum(ensure_default_template(ctx, c, d[0]) for d in DEFAULTS)
 
 
 def ensure_default_template(ctx: Context, conn: Connection, template_id: str, *,
