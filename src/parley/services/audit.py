@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, select, text
 
+from parley.store.hot import Hot
 from parley.store.models.base import table_of
 from parley.store.models.contacts import AuditLog, DecisionReason
 from parley.store.models.loanbook import Borrower
@@ -40,12 +41,12 @@ _audit = table_of(AuditLog)
 _reason = table_of(DecisionReason)
 _borrower = table_of(Borrower)
 
-# Built once (SQLAlchemy reuses their cache key and compiled form): every contact appends.
-SQL_AUDIT_INSERT = _audit.insert().returning(_audit.c.id)
-SQL_HEAD = select(_borrower.c.audit_seq, _borrower.c.audit_head).where(
-    _borrower.c.id == bindparam("bid"))
-SQL_HEAD_UPDATE = (_borrower.update().where(_borrower.c.id == bindparam("bid"))
-                   .values(audit_seq=bindparam("seq"), audit_head=bindparam("hash")))
+# Hot statements (parley.store.hot): every contact appends.
+SQL_AUDIT_INSERT = Hot(_audit.insert().returning(_audit.c.id))
+SQL_HEAD = Hot(select(_borrower.c.audit_seq, _borrower.c.audit_head).where(
+    _borrower.c.id == bindparam("bid")))
+SQL_HEAD_UPDATE = Hot(_borrower.update().where(_borrower.c.id == bindparam("bid"))
+                      .values(audit_seq=bindparam("seq"), audit_head=bindparam("hash")))
 
 
 # --- canonical form and hashing ----------------------------------------------------------
@@ -151,7 +152,7 @@ def audit_append(conn: Connection, *, chain_key: str, kind: str, payload: dict[s
         return _insert(conn, chain_key, seq, head, kind=kind, payload=payload, at=at, actor=actor,
                        borrower_id=borrower_id, subject=subject, outcome=outcome, rules=rules,
                        key=key, borrower_head=False)
-    row = conn.execute(SQL_HEAD, {"bid": chain_key}).first()
+    row = SQL_HEAD.first(conn, {"bid": chain_key})
     if row is None:
         raise ValueError(f"audit chain {chain_key!r} is neither a borrower nor a '_' system chain")
     return _insert(conn, chain_key, row[0] or 0, row[1] or "", kind=kind, payload=payload, at=at,
@@ -185,8 +186,8 @@ def append_at_head(conn: Connection, *, chain_key: str, head_seq: int, head_hash
                         payload=payload, at=at, actor=actor,
                         borrower_id=borrower_id if borrower_id is not None else chain_key,
                         subject=subject, outcome=outcome, rules=rules, key=key)
-    audit_id = conn.execute(SQL_AUDIT_INSERT, row).scalar_one()
-    conn.execute(SQL_HEAD_UPDATE, {"bid": chain_key, "seq": row["seq"], "hash": row["hash"]})
+    audit_id = SQL_AUDIT_INSERT.one(conn, row)[0]
+    SQL_HEAD_UPDATE.run(conn, {"bid": chain_key, "seq": row["seq"], "hash": row["hash"]})
     return int(audit_id), row["seq"], row["hash"]
 
 
@@ -202,7 +203,7 @@ def _insert(conn: Connection, chain_key: str, head_seq: int, head_hash: str, *, 
     row = prepare_entry(chain_key=chain_key, head_seq=head_seq, head_hash=head_hash, kind=kind,
                         payload=payload, at=at, actor=actor, borrower_id=borrower_id,
                         subject=subject, outcome=outcome, rules=rules, key=key)
-    return int(conn.execute(SQL_AUDIT_INSERT, row).scalar_one())
+    return int(SQL_AUDIT_INSERT.one(conn, row)[0])
 
 
 # --- verify --------------------------------------------------------------------------------

@@ -59,6 +59,7 @@ from parley.core.gate import (
 from parley.errors import NotFound
 from parley.services.calendar import cached_calendar
 from parley.services.gate_check import load_pack
+from parley.store.hot import Hot
 from parley.store.models.agreements import Agreement
 from parley.store.models.base import table_of
 from parley.store.models.contacts import ContactAttempt, ContactPreference
@@ -95,12 +96,12 @@ _p = table_of(ContactPreference)
 _a = table_of(Agreement)
 _ca = table_of(ContactAttempt)
 
-# Statements built once (SQLAlchemy caches their compiled form): the permit path is hot.
+# Hot statements (parley.store.hot): the permit path runs them for every contact.
 # The lock statement also says which of the usually empty tables have rows for this borrower,
 # so the common permit reads only those (fewer round trips inside the locked transaction).
 # It has no IN list and an inline separator: no "post-compile" parameter to render again on
 # every execution.
-SQL_BORROWER = select(
+SQL_BORROWER = Hot(select(
     _b.c.id, _b.c.jurisdiction, _b.c.declared_timezone, _b.c.audit_seq, _b.c.audit_head,
     exists().where(_h.c.borrower_id == _b.c.id, _h.c.ended_at.is_(None)).label("has_holds"),
     exists().where(_o.c.borrower_id == _b.c.id, _o.c.revoked_at.is_(None)).label("has_opt_outs"),
@@ -114,14 +115,14 @@ SQL_BORROWER = select(
         + _ph.c.masked + "|" + _ph.c.timezones,
         literal_column("';'")))  # type: ignore[arg-type]  # a str is rendered per execution
     .where(_ph.c.borrower_id == _b.c.id).scalar_subquery().label("phones"),
-).where(_b.c.id == bindparam("bid"))
+).where(_b.c.id == bindparam("bid")))
 # PostgreSQL: the lock reads the borrower's own columns only. Anything else read in the same
 # statement would come from the snapshot taken before waiting for the lock (READ COMMITTED
 # re-checks only the locked row), so the facts are read by the next statement.
-SQL_BORROWER_LOCK = select(_b.c.id, _b.c.jurisdiction, _b.c.declared_timezone, _b.c.audit_seq,
-                           _b.c.audit_head).where(_b.c.id == bindparam("bid")).with_for_update()
+SQL_BORROWER_LOCK = Hot(select(_b.c.id, _b.c.jurisdiction, _b.c.declared_timezone, _b.c.audit_seq,
+                        _b.c.audit_head).where(_b.c.id == bindparam("bid")).with_for_update())
 # PostgreSQL, after the lock: the flags, the phones and the history window in one round trip.
-SQL_FACTS_PG = text("""
+SQL_FACTS_PG = Hot(text("""
 SELECT
   EXISTS (SELECT 1 FROM hold WHERE borrower_id = :bid AND ended_at IS NULL),
   EXISTS (SELECT 1 FROM opt_out WHERE borrower_id = :bid AND revoked_at IS NULL),
@@ -137,38 +138,38 @@ SELECT
             to_char(consent_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'))
           ORDER BY at, id)
      FROM contact_attempt WHERE borrower_id = :bid AND at >= :since)
-""")
-SQL_PHONES = (select(_ph.c.e164_index, _ph.c.is_valid, _ph.c.timezones, _ph.c.masked)
-              .where(_ph.c.borrower_id == bindparam("bid")).order_by(_ph.c.position, _ph.c.id))
-SQL_ADDRESS = (select(_ad.c.id, _ad.c.country, _ad.c.region, _ad.c.city)
-               .where(_ad.c.borrower_id == bindparam("bid")).order_by(_ad.c.position, _ad.c.id))
-SQL_THIRD = select(_tp.c.id, _tp.c.e164_index, _tp.c.masked, _tp.c.timezones).where(
-    _tp.c.id == bindparam("tpid"), _tp.c.borrower_id == bindparam("bid"))
-SQL_HOLDS = select(_h.c.kind, _h.c.loan_id, _h.c.started_at).where(
-    _h.c.borrower_id == bindparam("bid"), _h.c.ended_at.is_(None))
-SQL_OPT_OUTS = select(_o.c.channel, _o.c.address_index, _o.c.third_party_id).where(
-    _o.c.borrower_id == bindparam("bid"), _o.c.revoked_at.is_(None))
-SQL_PREFS = select(_p.c.kind, _p.c.params).where(
-    _p.c.borrower_id == bindparam("bid"), _p.c.revoked_at.is_(None))
+"""))
+SQL_PHONES = Hot(select(_ph.c.e164_index, _ph.c.is_valid, _ph.c.timezones, _ph.c.masked)
+                 .where(_ph.c.borrower_id == bindparam("bid")).order_by(_ph.c.position, _ph.c.id))
+SQL_ADDRESS = Hot(select(_ad.c.id, _ad.c.country, _ad.c.region, _ad.c.city)
+                  .where(_ad.c.borrower_id == bindparam("bid")).order_by(_ad.c.position, _ad.c.id))
+SQL_THIRD = Hot(select(_tp.c.id, _tp.c.e164_index, _tp.c.masked, _tp.c.timezones).where(
+    _tp.c.id == bindparam("tpid"), _tp.c.borrower_id == bindparam("bid")))
+SQL_HOLDS = Hot(select(_h.c.kind, _h.c.loan_id, _h.c.started_at).where(
+    _h.c.borrower_id == bindparam("bid"), _h.c.ended_at.is_(None)))
+SQL_OPT_OUTS = Hot(select(_o.c.channel, _o.c.address_index, _o.c.third_party_id).where(
+    _o.c.borrower_id == bindparam("bid"), _o.c.revoked_at.is_(None)))
+SQL_PREFS = Hot(select(_p.c.kind, _p.c.params).where(
+    _p.c.borrower_id == bindparam("bid"), _p.c.revoked_at.is_(None)))
 _notice = ContactAttempt.__table__.alias("notice")
-SQL_AGREEMENTS = select(_a.c.loan_id, _a.c.status, _a.c.starts_on, _a.c.ends_on).where(
+SQL_AGREEMENTS = Hot(select(_a.c.loan_id, _a.c.status, _a.c.starts_on, _a.c.ends_on).where(
     _a.c.borrower_id == bindparam("bid"),
-    or_(_a.c.status.in_(ACTIVE_AGREEMENT),
+    or_(*(_a.c.status == s for s in ACTIVE_AGREEMENT),
         and_(_a.c.status == "broken", _a.c.ended_at > bindparam("notice_cutoff", type_=UTCDateTime()),
              ~exists().where(_notice.c.borrower_id == _a.c.borrower_id,
-                             _notice.c.purpose == "agreement_service", _notice.c.at >= _a.c.ended_at))))
+                             _notice.c.purpose == "agreement_service", _notice.c.at >= _a.c.ended_at)))))
 _HISTORY_COLS = (_ca.c.id, _ca.c.at, _ca.c.channel, _ca.c.person_role, _ca.c.third_party_id,
                  _ca.c.to_index, _ca.c.loan_id, _ca.c.result, _ca.c.purpose, _ca.c.initiated_by,
                  _ca.c.consent_until)
 # Index-friendly: (borrower_id, at) range on ix_contact_attempt_borrower_at.
-SQL_HISTORY = (select(*_HISTORY_COLS)
-               .where(_ca.c.borrower_id == bindparam("bid"), _ca.c.at >= bindparam("since"))
-               .order_by(_ca.c.at, _ca.c.id))
+SQL_HISTORY = Hot(select(*_HISTORY_COLS)
+                   .where(_ca.c.borrower_id == bindparam("bid"), _ca.c.at >= bindparam("since"))
+                   .order_by(_ca.c.at, _ca.c.id))
 # A third party's own contacts are few and count for ever (contacted at most once, refusal).
-SQL_HISTORY_THIRD = (select(*_HISTORY_COLS)
-                     .where(_ca.c.borrower_id == bindparam("bid"),
-                            _ca.c.third_party_id == bindparam("tpid"))
-                     .order_by(_ca.c.at, _ca.c.id))
+SQL_HISTORY_THIRD = Hot(select(*_HISTORY_COLS)
+                         .where(_ca.c.borrower_id == bindparam("bid"),
+                                _ca.c.third_party_id == bindparam("tpid"))
+                         .order_by(_ca.c.at, _ca.c.id))
 
 
 def person_id_of(borrower_id: str, third_party_id: int | None) -> str:
@@ -253,11 +254,11 @@ def read_borrower(conn: Connection, borrower_id: str, *, lock: bool) -> Borrower
     """The borrower row, locked for the rest of the transaction when ``lock`` (FOR UPDATE on
     PostgreSQL; the IMMEDIATE transaction already holds SQLite's write lock)."""
     if lock and conn.dialect.name == "postgresql":
-        row = conn.execute(SQL_BORROWER_LOCK, {"bid": borrower_id}).first()
+        row = SQL_BORROWER_LOCK.first(conn, {"bid": borrower_id})
         if row is None:
             raise NotFound(f"no borrower {borrower_id!r}")
         return BorrowerRow(row[0], row[1], row[2], int(row[3] or 0), row[4] or "")
-    full: Any = conn.execute(SQL_BORROWER, {"bid": borrower_id}).first()
+    full: Any = SQL_BORROWER.first(conn, {"bid": borrower_id})
     if full is None:
         raise NotFound(f"no borrower {borrower_id!r}")
     row = full
@@ -298,7 +299,7 @@ def gather(conn: Connection, ctx: Any, borrower: BorrowerRow, pack: RulePack, ro
     phones = borrower.phones
     hist_rows: list[Any] | None = None
     if phones is None and conn.dialect.name == "postgresql":
-        f = conn.execute(SQL_FACTS_PG, {"bid": bid, "since": since}).one()
+        f = SQL_FACTS_PG.one(conn, {"bid": bid, "since": since})
         borrower = replace(borrower, has_holds=bool(f[0]), has_opt_outs=bool(f[1]),
                            has_prefs=bool(f[2]), has_agreements=bool(f[3]),
                            phones=_unpack_phones(f[4]))
@@ -306,7 +307,7 @@ def gather(conn: Connection, ctx: Any, borrower: BorrowerRow, pack: RulePack, ro
         hist_rows = [_history_from_json(r) for r in (f[5] or ())]
     elif phones is None:
         phones = tuple((r[0], bool(r[1]), r[2] or "", r[3])
-                       for r in conn.execute(SQL_PHONES, {"bid": bid}))
+                       for r in SQL_PHONES.rows(conn, {"bid": bid}))
     assert phones is not None  # noqa: S101
     b_zones: tuple[str, ...]
     address_rows: list[Any] = []
@@ -315,7 +316,7 @@ def gather(conn: Connection, ctx: Any, borrower: BorrowerRow, pack: RulePack, ro
     else:
         b_zones = ()
     if not b_zones:
-        address_rows = list(conn.execute(SQL_ADDRESS, {"bid": bid}))
+        address_rows = SQL_ADDRESS.rows(conn, {"bid": bid})
         for ad in address_rows[:1]:
             b_zones = zones_for_address(ad[1], ad[2])
     if not b_zones:
@@ -329,27 +330,27 @@ def gather(conn: Connection, ctx: Any, borrower: BorrowerRow, pack: RulePack, ro
     holds: tuple[Hold, ...] = ()
     if borrower.has_holds:
         holds = tuple(Hold(kind, loan_id, started_at)
-                      for kind, loan_id, started_at in conn.execute(SQL_HOLDS, {"bid": bid}))
-    opt_rows = conn.execute(SQL_OPT_OUTS, {"bid": bid}).all() if borrower.has_opt_outs else []
+                      for kind, loan_id, started_at in SQL_HOLDS.rows(conn, {"bid": bid}))
+    opt_rows = SQL_OPT_OUTS.rows(conn, {"bid": bid}) if borrower.has_opt_outs else []
     agreements: tuple[AgreementFact, ...] = ()
     if borrower.has_agreements:
         agreements = tuple(
             # Active from acceptance: an accepted plan with a later first date already binds;
             # a broken one still binds until its notice went out (see NOTICE_WAIT).
             AgreementFact(loan_id, "active", date.min, None if st == "broken" else ends_on)
-            for loan_id, st, _starts_on, ends_on in conn.execute(
-                SQL_AGREEMENTS, {"bid": bid, "notice_cutoff": now - NOTICE_WAIT}))
+            for loan_id, st, _starts_on, ends_on in SQL_AGREEMENTS.rows(
+                conn, {"bid": bid, "notice_cutoff": now - NOTICE_WAIT}))
     if hist_rows is None:
-        hist_rows = list(conn.execute(SQL_HISTORY, {"bid": bid, "since": since}))
+        hist_rows = SQL_HISTORY.rows(conn, {"bid": bid, "since": since})
 
     if role is Role.THIRD_PARTY:
         if third_party_id is None:
             raise NotFound("third party not given")
-        tp = conn.execute(SQL_THIRD, {"tpid": third_party_id, "bid": bid}).first()
+        tp = SQL_THIRD.first(conn, {"tpid": third_party_id, "bid": bid})
         if tp is None:
             raise NotFound(f"no third party {third_party_id} of borrower {bid!r}")
         known = {r[0] for r in hist_rows}
-        extra = [r for r in conn.execute(SQL_HISTORY_THIRD, {"bid": bid, "tpid": third_party_id})
+        extra = [r for r in SQL_HISTORY_THIRD.rows(conn, {"bid": bid, "tpid": third_party_id})
                  if r[0] not in known]
         if extra:
             hist_rows = sorted([*hist_rows, *extra], key=lambda r: (r[1], r[0]))
@@ -365,7 +366,7 @@ def gather(conn: Connection, ctx: Any, borrower: BorrowerRow, pack: RulePack, ro
     else:
         windows = []
         if borrower.has_prefs:
-            for kind, params in conn.execute(SQL_PREFS, {"bid": bid}):
+            for kind, params in SQL_PREFS.rows(conn, {"bid": bid}):
                 if kind == "inconvenient_window":
                     windows.append(_window(params))
         mine = [r for r in opt_rows if r[2] is None]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import phonenumbers
 from sqlalchemy import Connection, bindparam, select, text
@@ -61,6 +61,7 @@ from parley.services.facts import (
     request_json,
 )
 from parley.services.gate_check import check_scenario
+from parley.store.hot import Hot
 from parley.store.models.base import table_of
 from parley.store.models.contacts import AuditLog, ContactAttempt, DecisionReason
 from parley.store.models.contacts import Hold as HoldRow
@@ -79,18 +80,32 @@ _ph = table_of(BorrowerPhone)
 _h = table_of(HoldRow)
 _o = table_of(OptOutRow)
 
-SQL_BY_KEY = select(_ca.c.id, _ca.c.borrower_id, _ca.c.decision_id, _ca.c.to_masked).where(
-    _ca.c.idempotency_key == bindparam("key"))
-SQL_PAYLOAD = select(_al.c.payload).where(_al.c.id == bindparam("id"))
-SQL_EMAILS = (select(_em.c.address).where(_em.c.borrower_id == bindparam("bid"))
-              .order_by(_em.c.position, _em.c.id))
-SQL_ATTEMPT_INSERT = _ca.insert().returning(_ca.c.id)
-SQL_REASON_INSERT = _dr.insert()
+# Hot statements (parley.store.hot): every permit and every outcome runs them.
+SQL_BY_KEY = Hot(select(_ca.c.id, _ca.c.borrower_id, _ca.c.decision_id, _ca.c.to_masked).where(
+    _ca.c.idempotency_key == bindparam("key")))
+SQL_PAYLOAD = Hot(select(_al.c.payload).where(_al.c.id == bindparam("id")))
+SQL_EMAILS = Hot(select(_em.c.address).where(_em.c.borrower_id == bindparam("bid"))
+                 .order_by(_em.c.position, _em.c.id))
+SQL_ATTEMPT_INSERT = Hot(_ca.insert().returning(_ca.c.id))
+SQL_REASON_INSERT = Hot(_dr.insert())
 # record_outcome: the attempt, and setting its outcome once (the SET columns are parameters).
-SQL_OUTCOME_ATTEMPT = select(
+SQL_OUTCOME_ATTEMPT = Hot(select(
     _ca.c.borrower_id, _ca.c.result, _ca.c.person_role, _ca.c.third_party_id, _ca.c.channel,
-    _ca.c.to_index, _ca.c.loan_id, _ca.c.consent_until).where(_ca.c.id == bindparam("aid"))
-SQL_OUTCOME_SET = _ca.update().where(_ca.c.id == bindparam("aid"), _ca.c.result.is_(None))
+    _ca.c.to_index, _ca.c.loan_id, _ca.c.consent_until).where(_ca.c.id == bindparam("aid")))
+SQL_OUTCOME_SET = Hot(_ca.update().where(_ca.c.id == bindparam("aid"), _ca.c.result.is_(None)))
+
+
+class _AttemptRow(NamedTuple):
+    """SQL_OUTCOME_ATTEMPT's row."""
+
+    borrower_id: str
+    result: str | None
+    person_role: str
+    third_party_id: int | None
+    channel: str
+    to_index: str
+    loan_id: str | None
+    consent_until: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,7 +236,7 @@ def _address_to(conn: Connection, ctx: Any, req: PermitRequest, channel: Channel
     if channel is Channel.EMAIL:
         if role is Role.THIRD_PARTY:
             raise _bad("to", "no e-mail address is kept for third parties")
-        emails = [e for (e,) in conn.execute(SQL_EMAILS, {"bid": bid})]
+        emails = [e for (e,) in SQL_EMAILS.rows(conn, {"bid": bid})]
         if req.to:
             want = req.to.strip().lower()
             for e in emails:
@@ -235,7 +250,7 @@ def _address_to(conn: Connection, ctx: Any, req: PermitRequest, channel: Channel
     if req.to:
         return req.to.strip(), req.to.strip()
     if contactable.address is None and role is Role.BORROWER:
-        rows = conn.execute(SQL_ADDRESS, {"bid": bid}).all()
+        rows = SQL_ADDRESS.rows(conn, {"bid": bid})
         if rows:
             ad = rows[0]
             return f"address:{ad[0]}", " ".join(x for x in (ad[3], ad[2], ad[1]) if x)
@@ -264,7 +279,7 @@ def _decide_and_record(conn: Connection, ctx: Any, req: PermitRequest, *, previe
     channel, purpose, role = _validate(req)
     borrower = read_borrower(conn, req.borrower_id, lock=True)
     if req.idempotency_key and not preview:
-        seen = conn.execute(SQL_BY_KEY, {"key": req.idempotency_key}).first()
+        seen = SQL_BY_KEY.first(conn, {"key": req.idempotency_key})
         if seen is not None:
             return _repeat(conn, req, seen)
     now = ctx.clock.now()
@@ -285,10 +300,10 @@ def _decide_and_record(conn: Connection, ctx: Any, req: PermitRequest, *, previe
     if conn.dialect.name == "postgresql":
         audit_id, attempt_id = _write_pg(conn, borrower.id, entry, reasons, attempt)
         return Permit(decision.allowed, decision, audit_id, attempt_id, to_masked)
-    audit_id = int(conn.execute(SQL_AUDIT_INSERT, entry).scalar_one())
-    conn.execute(SQL_HEAD_UPDATE, {"bid": borrower.id, "seq": entry["seq"], "hash": entry["hash"]})
+    audit_id = int(SQL_AUDIT_INSERT.one(conn, entry)[0])
+    SQL_HEAD_UPDATE.run(conn, {"bid": borrower.id, "seq": entry["seq"], "hash": entry["hash"]})
     if reasons:
-        conn.execute(SQL_REASON_INSERT, [{**r, "audit_id": audit_id} for r in reasons])
+        SQL_REASON_INSERT.run_many(conn, [{**r, "audit_id": audit_id} for r in reasons])
     attempt_id = None
     if attempt is not None:
         attempt["decision_id"] = audit_id
@@ -303,10 +318,10 @@ _ATTEMPT_COLS = ("borrower_id", "loan_id", "person_role", "third_party_id", "cha
                  "to_masked", "purpose", "direction", "initiated_by", "at", "collector_id",
                  "agency_id", "badge", "template_id", "content", "consent_until", "result",
                  "result_at", "recording_ref", "notes", "queue_item_id", "idempotency_key")
-_pg_sql: dict[tuple[int, bool], Any] = {}
+_pg_sql: dict[tuple[int, bool], Hot] = {}
 
 
-def _pg_statement(n_reasons: int, with_attempt: bool) -> Any:
+def _pg_statement(n_reasons: int, with_attempt: bool) -> Hot:
     """One statement for the whole write on PostgreSQL (data-modifying CTEs): the audit entry,
     the chain head, the decision_reason rows and the attempt, in a single round trip."""
     key = (n_reasons, with_attempt)
@@ -328,7 +343,7 @@ def _pg_statement(n_reasons: int, with_attempt: bool) -> Any:
             f"c AS (INSERT INTO contact_attempt (decision_id, {', '.join(_ATTEMPT_COLS)}) "
             f"SELECT a.id, {', '.join(':c_' + c for c in _ATTEMPT_COLS)} FROM a RETURNING id)")
         tail = "SELECT (SELECT id FROM a), (SELECT id FROM c)"
-    stmt = text("WITH " + ",\n".join(parts) + "\n" + tail)
+    stmt = Hot(text("WITH " + ",\n".join(parts) + "\n" + tail))
     _pg_sql[key] = stmt
     return stmt
 
@@ -342,7 +357,7 @@ def _write_pg(conn: Connection, bid: str, entry: dict[str, Any], reasons: list[d
     if attempt is not None:
         params.update({"c_" + k: attempt[k] for k in _ATTEMPT_COLS})
     try:
-        row = conn.execute(_pg_statement(len(reasons), attempt is not None), params).one()
+        row = _pg_statement(len(reasons), attempt is not None).one(conn, params)
     except IntegrityError as exc:
         if attempt is not None and attempt.get("idempotency_key"):
             raise Conflict(f"idempotency key {attempt['idempotency_key']!r} is already in use"
@@ -355,7 +370,7 @@ def _repeat(conn: Connection, req: PermitRequest, seen: Any) -> Permit:
     attempt_id, bid, decision_id, to_masked = seen
     if bid != req.borrower_id:
         raise Conflict(f"idempotency key {req.idempotency_key!r} was used for another borrower")
-    payload = json.loads(conn.execute(SQL_PAYLOAD, {"id": decision_id}).scalar_one())
+    payload = json.loads(SQL_PAYLOAD.one(conn, {"id": decision_id})[0])
     decision, _ = replay_decision(payload)
     return Permit(decision.allowed, decision, int(decision_id), int(attempt_id), to_masked,
                   repeated=True)
@@ -416,7 +431,7 @@ def _attempt_values(req: PermitRequest, bid: str, request: ContactRequest,
 
 def _insert_attempt(conn: Connection, req: PermitRequest, values: dict[str, Any]) -> int:
     try:
-        return int(conn.execute(SQL_ATTEMPT_INSERT, values).scalar_one())
+        return int(SQL_ATTEMPT_INSERT.one(conn, values)[0])
     except IntegrityError as exc:
         # Only another borrower's permit can hold the key (ours was checked under the lock);
         # the whole permit rolls back with this error.
@@ -446,14 +461,15 @@ def record_outcome(ctx: Any, attempt_id: int, result: str, *, recording_ref: str
         raise _bad("consent_until", "must be timezone-aware")
 
     def work(conn: Connection) -> OutcomeRecorded:
-        att = conn.execute(SQL_OUTCOME_ATTEMPT, {"aid": attempt_id}).first()
-        if att is None:
+        row = SQL_OUTCOME_ATTEMPT.first(conn, {"aid": attempt_id})
+        if row is None:
             raise NotFound(f"no contact attempt {attempt_id}")
+        att = _AttemptRow(*row)
         borrower = read_borrower(conn, att.borrower_id, lock=True)
         if conn.dialect.name == "postgresql":
             # Read again under the borrower's lock (SQLite's IMMEDIATE transaction has held
             # the write lock from its start, so the first read was already under it).
-            att = conn.execute(SQL_OUTCOME_ATTEMPT, {"aid": attempt_id}).one()
+            att = _AttemptRow(*SQL_OUTCOME_ATTEMPT.one(conn, {"aid": attempt_id}))
         if att.result is not None:
             raise Conflict(f"contact attempt {attempt_id} already has outcome {att.result!r}")
         now = ctx.clock.now()
@@ -461,8 +477,7 @@ def record_outcome(ctx: Any, attempt_id: int, result: str, *, recording_ref: str
                                   "recording_ref": recording_ref, "notes": notes}
         if consent_until is not None:
             values["consent_until"] = consent_until
-        done = conn.execute(SQL_OUTCOME_SET, {"aid": attempt_id, **values})
-        if done.rowcount != 1:
+        if SQL_OUTCOME_SET.run(conn, {"aid": attempt_id, **values}) != 1:
             raise Conflict(f"contact attempt {attempt_id} already has an outcome")
         effects: list[str] = []
         if res is CallResult.REFUSED and att.person_role == "third_party":

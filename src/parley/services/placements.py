@@ -162,13 +162,14 @@ def why_blocked(conn: Connection, borrower_id: str, loan_id: str, now: datetime)
     """Why the loan may not be placed or referred now (an agreement binding collection on it,
     or an active hold covering it — the same conditions the daily run and the gate use); None
     when nothing stands in the way."""
-    for row in conn.execute(SQL_AGREEMENTS, {"bid": borrower_id, "notice_cutoff": now - NOTICE_WAIT}):
-        if row.loan_id == loan_id:
-            return f"agreement_active: an agreement ({row.status}) binds collection on loan {loan_id}"
-    for hold in conn.execute(SQL_HOLDS, {"bid": borrower_id}):
-        if hold.loan_id is None or hold.loan_id == loan_id:
-            scope = "the borrower" if hold.loan_id is None else f"loan {loan_id}"
-            return f"hold: an active {hold.kind} hold covers {scope}"
+    for agreed_loan, status, _starts, _ends in SQL_AGREEMENTS.rows(
+            conn, {"bid": borrower_id, "notice_cutoff": now - NOTICE_WAIT}):
+        if agreed_loan == loan_id:
+            return f"agreement_active: an agreement ({status}) binds collection on loan {loan_id}"
+    for kind, held_loan, _started in SQL_HOLDS.rows(conn, {"bid": borrower_id}):
+        if held_loan is None or held_loan == loan_id:
+            scope = "the borrower" if held_loan is None else f"loan {loan_id}"
+            return f"hold: an active {kind} hold covers {scope}"
     return None
 
 

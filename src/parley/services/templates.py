@@ -20,6 +20,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select
 
 from parley.errors import InvalidInput, NotFound
 from parley.services.context import Context
+from parley.store.hot import Hot
 from parley.store.models.templates import Template
 
 _t = Template.__table__
@@ -122,18 +123,19 @@ def save_template(ctx: Context, template_id: str, locale: str, channel: str, bod
         return work(c)
 
 
-# Built once: the worker reads a template for every message it sends.
-SQL_CURRENT = (select(_t).where(_t.c.id == bindparam("tid"), _t.c.locale == bindparam("loc"))
-               .order_by(_t.c.version.desc()).limit(1))
+# Hot (parley.store.hot): the worker reads a template for every message it sends.
+SQL_CURRENT = Hot(select(_t.c.id, _t.c.locale, _t.c.version, _t.c.channel, _t.c.name,
+                         _t.c.subject, _t.c.body, _t.c.lexicon_version, _t.c.created_at)
+                  .where(_t.c.id == bindparam("tid"), _t.c.locale == bindparam("loc"))
+                  .order_by(_t.c.version.desc()).limit(1))
 
 
 def get_template(conn: Connection, template_id: str, locale: str) -> TemplateView:
     """The current version in ``locale``, falling back to zh-Hans, then en; NotFound if none."""
     for loc in dict.fromkeys((locale, "zh-Hans", "en")):
-        row = conn.execute(SQL_CURRENT, {"tid": template_id, "loc": loc}).first()
+        row = SQL_CURRENT.first(conn, {"tid": template_id, "loc": loc})
         if row is not None:
-            return TemplateView(row.id, row.locale, row.version, row.channel, row.name,
-                                row.subject, row.body, row.lexicon_version, row.created_at)
+            return TemplateView(*row)
     raise NotFound(f"no template {template_id!r}")
 
 

@@ -38,7 +38,7 @@ import time as _time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, and_, bindparam, or_, select, text
 
@@ -50,6 +50,7 @@ from parley.services.context import Context
 from parley.services.placements import TASK_CHANNELS, carry_out_task
 from parley.services.templates import get_template, render
 from parley.store.db import lock_borrower
+from parley.store.hot import Hot
 from parley.store.models.base import table_of
 from parley.store.models.loanbook import Borrower, BorrowerEmail, BorrowerPhone
 from parley.store.models.queue import ContactQueueItem
@@ -162,10 +163,11 @@ SQL_LEASED = (select(_q.c.id, _q.c.borrower_id, _q.c.loan_id, _q.c.channel, _q.c
 # An item's update: the SET columns are the parameters given besides item_id (one compiled
 # form per set of columns). SQL_MARK only while the lease is still the caller's.
 SQL_SET = _q.update().where(_q.c.id == bindparam("item_id"))
-SQL_MARK = _q.update().where(
+SQL_MARK = Hot(_q.update().where(
     _q.c.id == bindparam("item_id"), _q.c.status == "leased",
     _q.c.worker_id == bindparam("worker"),
-    _q.c.lease_until == bindparam("leased_until", type_=UTCDateTime()))
+    _q.c.lease_until == bindparam("leased_until", type_=UTCDateTime())))
+HOT_SET = Hot(SQL_SET)
 
 
 def lease(ctx: Context, worker_id: str, limit: int,
@@ -199,14 +201,13 @@ def lease(ctx: Context, worker_id: str, limit: int,
 def _mark(conn: Connection, item: _Leased, worker_id: str, **values: Any) -> bool:
     """Update a leased item only while the lease is still ours (same worker, same lease);
     False if it is not — it expired and was taken over."""
-    res = conn.execute(SQL_MARK, {"item_id": item.id, "worker": worker_id,
-                                  "leased_until": item.lease_until, **values})
-    return bool(res.rowcount == 1)
+    return SQL_MARK.run(conn, {"item_id": item.id, "worker": worker_id,
+                               "leased_until": item.lease_until, **values}) == 1
 
 
 def _set(conn: Connection, item_id: int, **values: Any) -> None:
     """Update an item whatever its lease."""
-    conn.execute(SQL_SET, {"item_id": item_id, **values})
+    HOT_SET.run(conn, {"item_id": item_id, **values})
 
 
 # --------------------------------------------------------------------------------------------
@@ -214,38 +215,38 @@ def _set(conn: Connection, item_id: int, **values: Any) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-SQL_FIRST_EMAIL = (select(_em.c.address).where(_em.c.borrower_id == bindparam("bid"))
-                   .order_by(_em.c.position, _em.c.id).limit(1))
-SQL_FIRST_PHONE = (select(_ph.c.e164_enc)
-                   .where(_ph.c.borrower_id == bindparam("bid"), _ph.c.is_valid.is_(True))
-                   .order_by(_ph.c.position, _ph.c.id).limit(1))
-SQL_NAME = select(_b.c.name, _b.c.preferred_language).where(_b.c.id == bindparam("bid"))
-SQL_AMOUNT_DUE = text(
+SQL_FIRST_EMAIL = Hot(select(_em.c.address).where(_em.c.borrower_id == bindparam("bid"))
+                      .order_by(_em.c.position, _em.c.id).limit(1))
+SQL_FIRST_PHONE = Hot(select(_ph.c.e164_enc)
+                      .where(_ph.c.borrower_id == bindparam("bid"), _ph.c.is_valid.is_(True))
+                      .order_by(_ph.c.position, _ph.c.id).limit(1))
+SQL_NAME = Hot(select(_b.c.name, _b.c.preferred_language).where(_b.c.id == bindparam("bid")))
+SQL_AMOUNT_DUE = Hot(text(
     "SELECT l.currency, COALESCE(SUM(i.principal_due + i.interest_due + i.fee_due + i.penalty_due "
     "- i.paid_principal - i.paid_interest - i.paid_fee - i.paid_penalty), 0), MIN(i.due_on) "
     "FROM loan l LEFT JOIN installment i ON i.loan_id = l.id AND i.due_on <= :today "
-    "AND i.paid_off_on IS NULL WHERE l.id = :loan GROUP BY l.currency")
+    "AND i.paid_off_on IS NULL WHERE l.id = :loan GROUP BY l.currency"))
 
 
 def recipient_address(ctx: Context, conn: Connection, borrower_id: str, channel: str) -> str | None:
     """The first valid phone (decrypted) or e-mail address to send `channel` to; None if none."""
     if channel == "email":
-        row = conn.execute(SQL_FIRST_EMAIL, {"bid": borrower_id}).first()
+        row = SQL_FIRST_EMAIL.first(conn, {"bid": borrower_id})
         return row[0] if row else None
-    row = conn.execute(SQL_FIRST_PHONE, {"bid": borrower_id}).first()
+    row = SQL_FIRST_PHONE.first(conn, {"bid": borrower_id})
     return ctx.keyring.decrypt(row[0], "phone.e164") if row else None
 
 
 def loan_variables(ctx: Context, conn: Connection, borrower_id: str,
                    loan_id: str | None) -> dict[str, str]:
     """name, loan_id, amount_due (overdue now, with currency) and days_past_due."""
-    b = conn.execute(SQL_NAME, {"bid": borrower_id}).first()
-    out = {"name": b.name if b else "", "loan_id": loan_id or "", "_lang": b.preferred_language if b else "zh-Hans"}
+    b = SQL_NAME.first(conn, {"bid": borrower_id})
+    out = {"name": b[0] if b else "", "loan_id": loan_id or "", "_lang": b[1] if b else "zh-Hans"}
     if loan_id:
         today = ctx.today()
-        row = conn.execute(SQL_AMOUNT_DUE, {
+        row = SQL_AMOUNT_DUE.first(conn, {
             "today": today.isoformat() if conn.dialect.name == "sqlite" else today,
-            "loan": loan_id}).first()
+            "loan": loan_id})
         if row is not None:
             out["amount_due"] = f"{row[0]} {format_minor(int(row[1]), row[0])}"
             oldest = row[2]
@@ -513,20 +514,42 @@ class CallStart:
     next_allowed_at: datetime | None
 
 
-SQL_COLLECTOR = select(_staff.c.id, _staff.c.display_name, _staff.c.badge_number,
-                       _staff.c.agency_id, _staff.c.active).where(_staff.c.id == bindparam("sid"))
-SQL_TASK = select(_q.c.borrower_id, _q.c.loan_id, _q.c.channel, _q.c.purpose, _q.c.status,
-                  _q.c.worker_id, _q.c.attempts).where(_q.c.id == bindparam("item_id"))
+class _Collector(NamedTuple):
+    id: str
+    display_name: str
+    badge_number: str | None
+    agency_id: str | None
+    active: bool
+
+
+class _Task(NamedTuple):
+    borrower_id: str
+    loan_id: str | None
+    channel: str
+    purpose: str
+    status: str
+    worker_id: str | None
+    attempts: int
+
+
+SQL_COLLECTOR = Hot(select(*(_staff.c[f] for f in _Collector._fields))
+                    .where(_staff.c.id == bindparam("sid")))
+SQL_TASK = Hot(select(*(_q.c[f] for f in _Task._fields)).where(_q.c.id == bindparam("item_id")))
 # start_call's update when the call is allowed (the other SET columns are parameters).
-SQL_CALL_LEASE = SQL_SET.values(attempts=_q.c.attempts + 1)
-SQL_TASK_ATTEMPT = select(_q.c.attempt_id, _q.c.status).where(_q.c.id == bindparam("item_id"))
+SQL_CALL_LEASE = Hot(SQL_SET.values(attempts=_q.c.attempts + 1))
+SQL_TASK_ATTEMPT = Hot(select(_q.c.attempt_id, _q.c.status).where(_q.c.id == bindparam("item_id")))
 
 
-def _collector(conn: Connection, collector_id: str) -> Any:
-    row = conn.execute(SQL_COLLECTOR, {"sid": collector_id}).first()
-    if row is None or not row.active:
+def _collector(conn: Connection, collector_id: str) -> _Collector:
+    row = SQL_COLLECTOR.first(conn, {"sid": collector_id})
+    if row is None or not row[4]:
         raise NotFound(f"no active collector {collector_id!r}")
-    return row
+    return _Collector(*row)
+
+
+def _task(conn: Connection, item_id: int) -> _Task | None:
+    row = SQL_TASK.first(conn, {"item_id": item_id})
+    return None if row is None else _Task(*row)
 
 
 def start_call(ctx: Context, item_id: int, collector_id: str,
@@ -541,12 +564,13 @@ def start_call(ctx: Context, item_id: int, collector_id: str,
     # "call" on one task at once get one permit and one Conflict, not two calls. (SQLite's
     # IMMEDIATE transaction holds the write lock from its start: the first read is under it.)
     with ctx.db.transaction() as conn:
-        item = conn.execute(SQL_TASK, {"item_id": item_id}).first()
+        item = _task(conn, item_id)
         if item is None or item.channel != "call":
             raise NotFound(f"no call task {item_id}")
         if conn.dialect.name == "postgresql":
             lock_borrower(conn, item.borrower_id)
-            item = conn.execute(SQL_TASK, {"item_id": item_id}).one()
+            item = _task(conn, item_id)
+            assert item is not None  # noqa: S101  # the locked borrower's task cannot vanish
         # A collector may dial again a task they already hold (e.g. the line dropped).
         if item.status != "pending" and not (item.status == "leased"
                                              and item.worker_id == collector_id):
@@ -567,7 +591,7 @@ def start_call(ctx: Context, item_id: int, collector_id: str,
         if permit.allowed:
             values.update(status="leased", worker_id=collector_id, attempt_id=permit.attempt_id,
                           lease_until=now + timedelta(hours=1))
-            conn.execute(SQL_CALL_LEASE, {"item_id": item_id, **values})  # and attempts + 1
+            SQL_CALL_LEASE.run(conn, {"item_id": item_id, **values})  # and attempts + 1
         else:
             values["last_reason"] = _reasons(permit.decision)
             if permit.decision.next_allowed_at is not None:
@@ -598,10 +622,10 @@ def log_call_outcome(ctx: Context, item_id: int, attempt_id: int, result: str, *
     # The outcome and the task's closing in one transaction: a crash between them used to
     # leave an outcome recorded on a task still leased, which a retry could not close.
     with ctx.db.transaction() as conn:
-        item = conn.execute(SQL_TASK_ATTEMPT, {"item_id": item_id}).first()
-        if item is None:
+        task = SQL_TASK_ATTEMPT.first(conn, {"item_id": item_id})
+        if task is None:
             raise NotFound(f"no call task {item_id}")
-        if item.attempt_id != attempt_id:
+        if task[0] != attempt_id:
             raise Conflict(f"attempt {attempt_id} is not the current attempt of task {item_id}")
         record_outcome(ctx, attempt_id, result, recording_ref=recording_ref, notes=notes, by=by,
                        conn=conn)

@@ -16,6 +16,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.expression import cast, func, literal_column
 from sqlalchemy.types import Integer
 
+from parley.store.hot import Hot
+
 T = TypeVar("T")
 
 _RETRYABLE_PG = {"40001", "40P01"}  # serialization failure, deadlock detected
@@ -150,8 +152,8 @@ def _configure_sqlite(engine: Engine) -> None:
 _WRITE = "parley_write"  # execution option: this connection's transactions write
 
 
-_LOCK = text("SELECT id FROM borrower WHERE id = :id")  # built once: services lock often
-_LOCK_PG = text("SELECT id FROM borrower WHERE id = :id FOR UPDATE")
+_LOCK = Hot(text("SELECT id FROM borrower WHERE id = :id"))  # services lock often
+_LOCK_PG = Hot(text("SELECT id FROM borrower WHERE id = :id FOR UPDATE"))
 
 
 def lock_borrower(conn: Connection, borrower_id: str) -> bool:
@@ -162,7 +164,7 @@ def lock_borrower(conn: Connection, borrower_id: str) -> bool:
     holds the database write lock, so a plain read suffices.
     """
     sql = _LOCK_PG if conn.dialect.name == "postgresql" else _LOCK
-    return conn.execute(sql, {"id": borrower_id}).first() is not None
+    return sql.first(conn, {"id": borrower_id}) is not None
 
 
 def db_datetime(conn: Connection, value: datetime) -> Any:
