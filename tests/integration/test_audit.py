@@ -9,7 +9,7 @@ from sqlalchemy import select, text
 from typer.testing import CliRunner
 
 from parley.faces.cli.audit import app as audit_cli
-from parley.services.audit import audit_append, audit_key, verify_audit
+from parley.services.audit import append_for_borrower, audit_append, audit_key, verify_audit
 from parley.services.context import Context
 from parley.services.permits import place_hold, record_outcome, request_permit
 from parley.store.models.contacts import AuditLog
@@ -134,3 +134,31 @@ def test_the_cli_exits_1_naming_each_bad_entry_and_0_when_intact(
     bad = runner.invoke(audit_cli, ["verify"])
     assert bad.exit_code == 1
     assert f"BAD chain B2 seq 2 (id {victim})" in bad.output
+
+
+def test_an_entry_about_a_borrower_is_on_their_chain_and_found_by_borrower(ctx: Context) -> None:
+    """Services record what happens to a borrower through ``append_for_borrower``: on the
+    borrower's chain, with ``borrower_id`` set (found by borrower, whichever service wrote it),
+    'system' when nobody is named (the placements service's SYSTEM too)."""
+    from parley.services import casework, placements
+    from parley.services.auth import Actor
+    from parley.store.db import lock_borrower
+
+    seed_borrower(ctx, "B1")
+    seed_borrower(ctx, "B2")
+    casework.set_opt_outs(ctx, Actor("borrower", "B1", "borrower"), {"sms"})  # casework's path
+    with ctx.db.transaction() as conn:
+        lock_borrower(conn, "B1")
+        append_for_borrower(ctx, conn, "B1", "test.noted", {"n": 1}, actor="", subject="L1")
+        append_for_borrower(ctx, conn, "B1", "test.noted", {"n": 2}, actor="u-admin",
+                            at=ctx.clock.now() - timedelta(hours=1))
+    a = AuditLog.__table__.c
+    with ctx.db.read() as conn:
+        rows = conn.execute(select(a.chain_key, a.seq, a.kind, a.actor, a.subject)
+                            .where(a.borrower_id == "B1").order_by(a.seq)).all()
+    assert [tuple(r) for r in rows] == [
+        ("B1", 1, "preferences.opt_out", "B1", ""),
+        ("B1", 2, "test.noted", placements.SYSTEM, "L1"),
+        ("B1", 3, "test.noted", "u-admin", ""),
+    ]
+    assert verify_audit(ctx).ok

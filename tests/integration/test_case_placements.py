@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from parley.errors import Conflict, Forbidden, InvalidInput, NotFound
 from parley.services import auth, casework
@@ -224,3 +224,96 @@ def test_a_collector_cannot_close_a_referral(web, world: World) -> None:
     r = c.post(f"/cases/L1/legal-referrals/{referral}/close", data={"reason": "x", "csrf_token": csrf})
     assert r.status_code == 403
     assert casework.case_at_glance(world.ctx, ADMIN, "L1")["legal_referrals"][0]["status"] == "open"
+
+
+# --- how many reads a case costs -----------------------------------------------------------------
+
+
+class Reads:
+    """Counts, while installed, read and write transactions on ``ctx.db`` and loan access checks
+    (casework's ``_load_loan``), so a test can state what one request costs."""
+
+    def __init__(self, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.reads = self.writes = self.checks = 0
+        db, load = world.ctx.db, casework._load_loan
+        read, write = db.read, db.transaction
+
+        def counted_read():  # type: ignore[no-untyped-def]
+            self.reads += 1
+            return read()
+
+        def counted_write():  # type: ignore[no-untyped-def]
+            self.writes += 1
+            return write()
+
+        def counted_load(*args, **kwargs):  # type: ignore[no-untyped-def]
+            self.checks += 1
+            return load(*args, **kwargs)
+
+        monkeypatch.setattr(db, "read", counted_read)
+        monkeypatch.setattr(db, "transaction", counted_write)
+        monkeypatch.setattr(casework, "_load_loan", counted_load)
+
+    def reset(self) -> tuple[int, int, int]:
+        """(reads, writes, access checks) since the last reset."""
+        out = (self.reads, self.writes, self.checks)
+        self.reads = self.writes = self.checks = 0
+        return out
+
+
+def test_the_case_and_the_api_loan_read_everything_in_one_transaction_after_one_check(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    history(world)
+    count = Reads(world, monkeypatch)
+    case = casework.case_at_glance(world.ctx, ADMIN, "L1")
+    assert count.reset() == (1, 0, 1)
+    assert len(case["placements"]) == 2 and len(case["legal_referrals"]) == 1
+    loan = casework.loan_view(world.ctx, ADMIN, "L1")
+    assert count.reset() == (1, 0, 1)
+    assert loan["placements"] == case["placements"]
+    assert loan["legal_referrals"] == case["legal_referrals"]
+    assert casework.placements_and_referrals(world.ctx, AGENT_A1, "L1")["placements"] == [
+        case["placements"][0]]  # the agency's own placement only
+    assert count.reset() == (1, 0, 1)
+    with pytest.raises(NotFound, match="unknown loan 'L1'"):
+        casework.case_at_glance(world.ctx, AGENT_A2, "L1")
+    assert count.reset() == (1, 0, 1)
+
+
+def test_closing_a_referral_reads_and_closes_only_that_one_of_the_loans_referrals(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from parley.services.placements import close_referral, legal_referrals
+
+    ctx = world.ctx
+    _, first = history(world)
+    close_referral(ctx, first, by="u-admin", reason="withdrawn")
+    _, second = refer_to_legal(ctx, "L1", "litigation", by="u-admin", reason="referred again")
+    _, other = refer_to_legal(ctx, "L2", "litigation", by="u-admin", reason="another loan")
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        if "legal_referral" in statement:
+            statements.append(" ".join(statement.split()))
+
+    event.listen(ctx.db.engine, "before_cursor_execute", seen)
+    try:
+        count = Reads(world, monkeypatch)
+        # a referral of another loan: refused before anything is written, naming the record
+        with pytest.raises(NotFound) as refused:
+            casework.close_case_referral(ctx, ADMIN, "L1", other.id, "done")
+        assert str(refused.value) == f"unknown legal referral {other.id}"
+        assert count.reset() == (1, 0, 1)
+        closed = casework.close_case_referral(ctx, ADMIN, "L1", second.id, "settled")
+        assert count.reset() == (1, 1, 1)  # one read (check + that referral), one write
+    finally:
+        event.remove(ctx.db.engine, "before_cursor_execute", seen)
+    # every read of legal_referral picks one row by id; none lists the loan's referrals
+    reads = [s for s in statements if s.startswith("SELECT")]
+    assert reads and all("legal_referral.id =" in s for s in reads), reads
+
+    assert (closed.id, closed.status, closed.close_reason) == (second.id, "closed", "settled")
+    by_id = {r.id: r for r in legal_referrals(ctx, ADMIN, "L1")}
+    assert by_id[first].close_reason == "withdrawn"  # the earlier one untouched
+    assert [r.status for r in legal_referrals(ctx, ADMIN, "L2")] == ["open"]
+    assert audit(world, "legal_referral.closed") == [("u-admin", "L1"), ("u-admin", "L1")]
+    assert verify_audit(ctx).ok

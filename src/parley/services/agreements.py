@@ -55,6 +55,7 @@ from parley.core.agreements import (
 from parley.core.agreements import quote as core_quote
 from parley.core.money import MoneyError, format_minor, parse_minor
 from parley.errors import Conflict, Forbidden, InvalidInput, NotFound
+from parley.services.audit import append_for_borrower
 from parley.services.context import Context
 from parley.services.payments import loan_balance, refresh_loan_cache
 from parley.store.db import lock_borrower
@@ -96,15 +97,6 @@ def load_policy(policy_id: str = "default") -> Policy:
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _audit(ctx: Context, conn: Connection, borrower_id: str, kind: str, agreement_id: str,
-           payload: dict[str, Any], actor: str = "system") -> None:
-    from parley.services.audit import audit_append, audit_key
-
-    audit_append(conn, chain_key=borrower_id, kind=kind, payload=payload, at=ctx.clock.now(),
-                 actor=actor or "system", borrower_id=borrower_id, subject=agreement_id,
-                 key=audit_key(ctx))
 
 
 def _money(amount: int, currency: str) -> str:
@@ -321,8 +313,9 @@ def _expire_if_due(ctx: Context, conn: Connection, a: dict[str, Any]) -> bool:
     if a["status"] in PROPOSAL and a["expires_at"] is not None and a["expires_at"] <= now:
         conn.execute(update(Agreement).where(Agreement.id == a["id"]).values(
             status="expired", ended_at=now, end_reason=f"not accepted by {a['expires_at'].isoformat()}"))
-        _audit(ctx, conn, a["borrower_id"], "agreement.expired", a["id"],
-               {"agreement_id": a["id"], "expires_at": a["expires_at"]})
+        append_for_borrower(ctx, conn, a["borrower_id"], "agreement.expired",
+                            {"agreement_id": a["id"], "expires_at": a["expires_at"]},
+                            subject=a["id"])
         a["status"] = "expired"
         return True
     return False
@@ -408,8 +401,9 @@ def propose(ctx: Context, loan_id: str, plan: str, *, proposed_by: str,
             conn.execute(update(Agreement).where(Agreement.id == superseded["id"]).values(
                 status="superseded", ended_at=now, ended_by=proposed_by,
                 end_reason=f"superseded by {agreement_id}"))
-            _audit(ctx, conn, loan.borrower_id, "agreement.superseded", superseded["id"],
-                   {"agreement_id": superseded["id"], "by": agreement_id}, proposed_by)
+            append_for_borrower(ctx, conn, loan.borrower_id, "agreement.superseded",
+                                {"agreement_id": superseded["id"], "by": agreement_id},
+                                actor=proposed_by, subject=superseded["id"])
         conn.execute(insert(Agreement), {
             "id": agreement_id, "borrower_id": loan.borrower_id, "loan_id": loan_id,
             "kind": chosen.kind.value, "status": "proposed", "starts_on": None, "ends_on": None,
@@ -425,11 +419,13 @@ def propose(ctx: Context, loan_id: str, plan: str, *, proposed_by: str,
         conn.execute(insert(AgreementInstallment), [
             {"agreement_id": agreement_id, "number": i.number, "due_on": i.due_on, "amount": i.amount,
              "paid_amount": 0, "paid_off_on": None} for i in chosen.installments])
-        _audit(ctx, conn, loan.borrower_id, "agreement.proposed", agreement_id,
-               {"agreement_id": agreement_id, "loan_id": loan_id, "plan": chosen.key,
-                "total": chosen.total, "waived": chosen.waived.as_dict(), "currency": debt.currency,
-                "installments": len(chosen.installments), "needs_approval": chosen.needs_approval,
-                "supersedes": superseded["id"] if superseded else None}, proposed_by)
+        append_for_borrower(
+            ctx, conn, loan.borrower_id, "agreement.proposed",
+            {"agreement_id": agreement_id, "loan_id": loan_id, "plan": chosen.key,
+             "total": chosen.total, "waived": chosen.waived.as_dict(), "currency": debt.currency,
+             "installments": len(chosen.installments), "needs_approval": chosen.needs_approval,
+             "supersedes": superseded["id"] if superseded else None},
+            actor=proposed_by, subject=agreement_id)
         return _show(conn, agreement_id)
 
 
@@ -456,8 +452,9 @@ def approve(ctx: Context, agreement_id: str, *, approved_by: str) -> dict[str, A
                                 f"{', '.join(policy.approver_roles)})")
             conn.execute(update(Agreement).where(Agreement.id == agreement_id).values(
                 status="approved", approved_by=approved_by, approved_at=ctx.clock.now()))
-            _audit(ctx, conn, a["borrower_id"], "agreement.approved", agreement_id,
-                   {"agreement_id": agreement_id, "approved_by": approved_by}, approved_by)
+            append_for_borrower(ctx, conn, a["borrower_id"], "agreement.approved",
+                                {"agreement_id": agreement_id, "approved_by": approved_by},
+                                actor=approved_by, subject=agreement_id)
             return _show(conn, agreement_id)
     raise Conflict(f"agreement {agreement_id} expired at {a['expires_at'].isoformat()}")
 
@@ -497,8 +494,9 @@ def issue_acceptance_code(ctx: Context, agreement_id: str) -> dict[str, Any]:
             expires = ctx.clock.now() + timedelta(minutes=policy.otp_ttl_minutes)
             conn.execute(update(Agreement).where(Agreement.id == agreement_id).values(
                 otp_hash=_otp_hash(ctx, agreement_id, code), otp_expires_at=expires, otp_attempts=0))
-            _audit(ctx, conn, a["borrower_id"], "agreement.code_issued", agreement_id,
-                   {"agreement_id": agreement_id, "expires_at": expires})
+            append_for_borrower(ctx, conn, a["borrower_id"], "agreement.code_issued",
+                                {"agreement_id": agreement_id, "expires_at": expires},
+                                subject=agreement_id)
             return {"agreement_id": agreement_id, "code": code, "expires_at": expires.isoformat()}
     raise Conflict(f"agreement {agreement_id} expired at {a['expires_at'].isoformat()}; ask for a new proposal")
 
@@ -610,8 +608,8 @@ def _check_code(ctx: Context, conn: Connection, a: dict[str, Any], code: str) ->
     if not hmac.compare_digest(a["otp_hash"], _otp_hash(ctx, a["id"], code)):
         attempts = a["otp_attempts"] + 1
         conn.execute(update(Agreement).where(Agreement.id == a["id"]).values(otp_attempts=attempts))
-        _audit(ctx, conn, a["borrower_id"], "agreement.code_rejected", a["id"],
-               {"agreement_id": a["id"], "attempts": attempts})
+        append_for_borrower(ctx, conn, a["borrower_id"], "agreement.code_rejected",
+                            {"agreement_id": a["id"], "attempts": attempts}, subject=a["id"])
         left = policy.otp_max_attempts - attempts
         return InvalidInput(f"wrong acceptance code ({left} attempt{'s' if left != 1 else ''} left)",
                             field="code")
@@ -643,12 +641,13 @@ def _activate(ctx: Context, conn: Connection, a: dict[str, Any], channel: str, w
     ).rowcount
     pauses = _pause(ctx, conn, a, today, ends_on + timedelta(days=1))
     _apply(conn, [a["id"]], today)
-    _audit(ctx, conn, a["borrower_id"], "agreement.accepted", a["id"], {
+    append_for_borrower(ctx, conn, a["borrower_id"], "agreement.accepted", {
         "agreement_id": a["id"], "loan_id": a["loan_id"], "channel": channel, "accepted_by": who,
         "recording_ref": recording_ref, "starts_on": today, "ends_on": ends_on,
-        "cancelled_queue_items": max(cancelled, 0), "pauses": pauses}, who)
-    _audit(ctx, conn, a["borrower_id"], "agreement.activated", a["id"],
-           {"agreement_id": a["id"], "starts_on": today, "ends_on": ends_on})
+        "cancelled_queue_items": max(cancelled, 0), "pauses": pauses}, actor=who, subject=a["id"])
+    append_for_borrower(ctx, conn, a["borrower_id"], "agreement.activated",
+                        {"agreement_id": a["id"], "starts_on": today, "ends_on": ends_on},
+                        subject=a["id"])
     out = _show(conn, a["id"])
     out["cancelled_queue_items"] = max(cancelled, 0)
     return out
@@ -700,8 +699,10 @@ def cancel(ctx: Context, agreement_id: str, *, by: str, reason: str) -> dict[str
         if a["status"] == "active":
             _end_pauses(conn, agreement_id, today)
             _notice(ctx, conn, a, today, "agreement.cancelled")
-        _audit(ctx, conn, a["borrower_id"], "agreement.cancelled", agreement_id,
-               {"agreement_id": agreement_id, "was": a["status"], "reason": reason.strip()}, by)
+        append_for_borrower(
+            ctx, conn, a["borrower_id"], "agreement.cancelled",
+            {"agreement_id": agreement_id, "was": a["status"], "reason": reason.strip()},
+            actor=by, subject=agreement_id)
         return _show(conn, agreement_id)
 
 
@@ -861,9 +862,9 @@ def _break(ctx: Context, conn: Connection, a: dict[str, Any], outcome: Any, day:
         ends_on=max(outcome.on - timedelta(days=1), a["starts_on"] or outcome.on)))
     _end_pauses(conn, a["id"], outcome.on)
     _notice(ctx, conn, a, day, "agreement.broken")
-    _audit(ctx, conn, a["borrower_id"], "agreement.broken", a["id"], {
+    append_for_borrower(ctx, conn, a["borrower_id"], "agreement.broken", {
         "agreement_id": a["id"], "broken_on": outcome.on, "missed_installment": missed.number,
-        "reason": reason, "on_break": json.loads(a["terms"]).get("on_break")})
+        "reason": reason, "on_break": json.loads(a["terms"]).get("on_break")}, subject=a["id"])
 
 
 def _keep(ctx: Context, conn: Connection, a: dict[str, Any], kept_on: date) -> None:
@@ -876,9 +877,9 @@ def _keep(ctx: Context, conn: Connection, a: dict[str, Any], kept_on: date) -> N
         status="kept", ended_at=ctx.clock.now(), ended_by="system",
         end_reason=f"every instalment paid by {kept_on}"))
     _end_pauses(conn, a["id"], max(kept_on + timedelta(days=1), (a["starts_on"] or kept_on) + timedelta(days=1)))
-    _audit(ctx, conn, a["borrower_id"], "agreement.kept", a["id"], {
+    append_for_borrower(ctx, conn, a["borrower_id"], "agreement.kept", {
         "agreement_id": a["id"], "kept_on": kept_on, "waived": waived.as_dict(),
-        "waiver_entry_id": entry_id})
+        "waiver_entry_id": entry_id}, subject=a["id"])
 
 
 def _post_waivers(ctx: Context, conn: Connection, a: dict[str, Any], terms: dict[str, Any],

@@ -160,6 +160,24 @@ def audit_append(conn: Connection, *, chain_key: str, kind: str, payload: dict[s
                    subject=subject, outcome=outcome, rules=rules, key=key, borrower_head=True)
 
 
+def append_for_borrower(ctx: Any, conn: Connection, borrower_id: str, kind: str,
+                        payload: dict[str, Any], *, actor: str | None = "system",
+                        at: datetime | None = None, subject: str = "") -> int:
+    """Append an entry about a borrower to that borrower's own chain; returns audit_log.id.
+
+    Shared by the services that record what happened to a borrower's case (agreements,
+    casework, placements), so each such entry is on the borrower's chain *and* carries
+    ``borrower_id`` (found by borrower), signed with the key from ``ctx``. The caller holds
+    the borrower lock (``parley.store.db.lock_borrower``).
+    actor: staff id, borrower id or 'system'; empty or None = 'system'. at: None = the
+    context clock's now. subject: the record the entry is about (agreement id, loan id); ''
+    = the borrower as a whole.
+    """
+    return audit_append(conn, chain_key=borrower_id, kind=kind, payload=payload,
+                        at=ctx.clock.now() if at is None else at, actor=actor or "system",
+                        borrower_id=borrower_id, subject=subject, key=audit_key(ctx))
+
+
 def prepare_entry(*, chain_key: str, head_seq: int, head_hash: str, kind: str,
                   payload: dict[str, Any], at: datetime, actor: str = "system",
                   borrower_id: str | None = None, subject: str = "", outcome: str = "",

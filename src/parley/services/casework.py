@@ -92,10 +92,16 @@ def _load_loan(conn: Connection, actor: Actor, loan_id: str) -> Any:
     return row
 
 
+def visible_loan_borrower(conn: Connection, actor: Actor, loan_id: str) -> str:
+    """``check_loan_visible`` on the caller's connection, for a read that wants the check and
+    its own queries in one transaction (one snapshot, one round of access rules)."""
+    return str(_load_loan(conn, actor, loan_id).borrower_id)
+
+
 def check_loan_visible(ctx: Context, actor: Actor, loan_id: str) -> str:
     """The loan's borrower id if the actor may see the loan; NotFound otherwise."""
     with ctx.db.read() as conn:
-        return str(_load_loan(conn, actor, loan_id).borrower_id)
+        return visible_loan_borrower(conn, actor, loan_id)
 
 
 # --- shared pieces ---------------------------------------------------------------------------
@@ -291,13 +297,16 @@ def _phones(conn: Connection, borrower_id: str) -> list[dict[str, Any]]:
 
 
 def loan_view(ctx: Context, actor: Actor, loan_id: str) -> dict[str, Any]:
-    """One loan as the API shows it: terms, what is overdue and since when, the schedule."""
+    """One loan as the API shows it: terms, what is overdue and since when, the schedule, its
+    placements and legal referrals — all from one read transaction, after one access check."""
     today = ctx.today()
     with ctx.db.read() as conn:
         loan = _load_loan(conn, actor, loan_id)
+        # After the loan check, as before: a loan out of sight answers NotFound, not Forbidden.
+        require_role(actor, CASE_ROLES)
         out = _loan_summary(conn, loan, today)
         out["schedule"] = _schedule(conn, loan)
-    return {**out, **placements_and_referrals(ctx, actor, loan_id)}
+        return {**out, **_placed(conn, actor, loan.id)}
 
 
 # --- the collector's workbench ---------------------------------------------------------------
@@ -367,12 +376,13 @@ def _run_queue(ctx: Context, q: Any) -> list[QueueEntry]:
 def case_at_glance(ctx: Context, actor: Actor, loan_id: str) -> dict[str, Any]:
     """Everything a collector needs on one screen: who, what is owed and since when, the
     schedule, every contact, agreements, holds, notes, the loan's agency placements and legal
-    referrals (see placements_and_referrals). Phones are masked."""
+    referrals (see placements_and_referrals). Phones are masked. One read transaction: the
+    access check and every section come from the same snapshot."""
     require_role(actor, CASE_ROLES)
     today = ctx.today()
-    placed = placements_and_referrals(ctx, actor, loan_id)  # NotFound for a loan out of sight
     with ctx.db.read() as conn:
-        loan = _load_loan(conn, actor, loan_id)
+        loan = _load_loan(conn, actor, loan_id)  # NotFound for a loan out of sight
+        placed = _placed(conn, actor, loan.id)
         b = _orm(conn).execute(select(Borrower).where(Borrower.id == loan.borrower_id)).scalars().one()
         loans = [
             r.id
@@ -442,8 +452,9 @@ def add_note(ctx: Context, actor: Actor, loan_id: str, text: str) -> int:
 
 # --- agency placements (委外) and legal referrals ---------------------------------------------
 #
-# Read through the placements service, which applies the rules above (an agency's collector sees
-# only its own agency's placements, of loans placed with it). Recalling a placement and closing
+# Read through the placements service's connection-level reads, inside the caller's one read
+# transaction and after its one loan check (the rules above); an agency's collector sees only its
+# own agency's placements, of loans placed with it. Recalling a placement and closing
 # a referral are managers' decisions: administrators, team leads and strategy managers, on a
 # loan they may see; the placements service audits both on the borrower's chain.
 
@@ -458,10 +469,19 @@ def placements_and_referrals(ctx: Context, actor: Actor, loan_id: str) -> dict[s
     referred_by, reason, closed_at/closed_by/close_reason (None while open). NotFound for a loan
     the actor may not see. A placement that came with the loan import has no row here; the
     loan's agency_id still names it."""
+    require_role(actor, CASE_ROLES)
+    with ctx.db.read() as conn:
+        loan = _load_loan(conn, actor, loan_id)
+        return _placed(conn, actor, loan.id)
+
+
+def _placed(conn: Connection, actor: Actor, loan_id: str) -> dict[str, Any]:
+    """placements_and_referrals on the caller's connection, for a loan the caller has already
+    checked the actor may see (an agency actor still gets only its own agency's placements)."""
     from parley.services import placements
 
-    history = placements.placement_history(ctx, actor, loan_id)
-    referrals = placements.legal_referrals(ctx, actor, loan_id)
+    history = placements.loan_placements(conn, loan_id, agency_id=actor.agency_id)
+    referrals = placements.loan_referrals(conn, loan_id)
     return {
         "placements": [
             {"id": p.id, "agency_id": p.agency_id, "placed_at": p.placed_at,
@@ -498,12 +518,15 @@ def close_case_referral(ctx: Context, actor: Actor, loan_id: str, referral_id: i
                         reason: str) -> Any:
     """Close one of the loan's legal referrals (``placements.close_referral``) for a manager who
     may see the loan. A referral of another loan answers NotFound, like a missing one; Conflict
-    when it is already closed."""
+    when it is already closed. One read (the access check and that one referral), then the
+    placements service's write transaction."""
     from parley.services import placements
 
     require_role(actor, PLACEMENT_WRITE_ROLES)
-    if all(r.id != referral_id for r in placements.legal_referrals(ctx, actor, loan_id)):
-        raise NotFound(f"unknown legal referral {referral_id}")
+    with ctx.db.read() as conn:
+        loan = _load_loan(conn, actor, loan_id)
+        if placements.loan_referral(conn, loan.id, referral_id) is None:
+            raise NotFound(f"unknown legal referral {referral_id}")
     return placements.close_referral(ctx, referral_id, by=_by(actor), reason=reason)
 
 
@@ -757,7 +780,8 @@ def set_opt_outs(ctx: Context, actor: Actor, channels: set[str]) -> list[str]:
             conn.execute(insert(OptOut).values(borrower_id=actor.id, channel=ch, created_at=now))
         for ch in sorted(set(current) - set(channels)):
             conn.execute(update(OptOut).where(OptOut.id == current[ch]).values(revoked_at=now))
-        _audit(ctx, conn, actor.id, "preferences.opt_out", {"channels": sorted(channels)}, actor.id, now)
+        audit.append_for_borrower(ctx, conn, actor.id, "preferences.opt_out",
+                                  {"channels": sorted(channels)}, actor=actor.id, at=now)
     return sorted(channels)
 
 
@@ -793,17 +817,8 @@ def set_quiet_window(ctx: Context, actor: Actor, start: str, end: str) -> None:
                     params=json.dumps({"from": start, "to": end}, sort_keys=True), created_at=now,
                 )
             )
-        _audit(ctx, conn, actor.id, "preferences.quiet_window", {"from": start, "to": end},
-               actor.id, now)
-
-
-def _audit(ctx: Context, conn: Connection, borrower_id: str, kind: str, payload: dict[str, Any],
-           actor_id: str, now: datetime, subject: str = "") -> None:
-    """Append to the borrower's audit chain (caller holds the borrower lock)."""
-    audit.audit_append(
-        conn, chain_key=borrower_id, kind=kind, payload=payload, at=now, actor=actor_id,
-        subject=subject, key=audit.audit_key(ctx),
-    )
+        audit.append_for_borrower(ctx, conn, actor.id, "preferences.quiet_window",
+                                  {"from": start, "to": end}, actor=actor.id, at=now)
 
 
 # --- payments through the API ----------------------------------------------------------------

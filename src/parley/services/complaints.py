@@ -23,11 +23,11 @@ from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.orm import Session as OrmSession
 
 from parley.errors import Conflict, Forbidden, InvalidInput, NotFound
+from parley.services.audit import append_for_borrower
 from parley.services.auth import Actor
 from parley.services.casework import (
     COMPLIANCE_ROLES,
     COMPLIANCE_WRITE_ROLES,
-    _audit,
     visible_loans,
 )
 from parley.services.context import Context
@@ -193,9 +193,10 @@ def file_complaint(
                 [{"complaint_id": cid, "contact_attempt_id": i, "note": "", "added_at": now,
                   "added_by": actor.id} for i in ids],
             )
-        _audit(ctx, conn, borrower_id, "complaint.filed",
-               {"complaint": cid, "category": category, "evidence": ids, "hold": hold_id},
-               actor.id, now, subject=cid)
+        append_for_borrower(
+            ctx, conn, borrower_id, "complaint.filed",
+            {"complaint": cid, "category": category, "evidence": ids, "hold": hold_id},
+            actor=actor.id, at=now, subject=cid)
         from parley.services.webhooks import emit
 
         emit(conn, "complaint.filed", {"complaint_id": cid, "borrower_id": borrower_id,
@@ -379,8 +380,8 @@ def _update(ctx: Context, actor: Actor, complaint_id: str, kind: str, payload: d
 
             emit(conn, kind, {"complaint_id": complaint_id, "borrower_id": c.borrower_id,
                               "status": values.get("status")}, at=now)
-        _audit(ctx, conn, c.borrower_id, kind, {"complaint": complaint_id, **payload}, actor.id,
-               now, subject=complaint_id)
+        append_for_borrower(ctx, conn, c.borrower_id, kind, {"complaint": complaint_id, **payload},
+                            actor=actor.id, at=now, subject=complaint_id)
 
 
 def acknowledge(ctx: Context, actor: Actor, complaint_id: str) -> None:

@@ -31,8 +31,10 @@ placements recur every 30–90 days per loan, so the volumes are small; and one 
 never holds back or rolls back the others.
 
 By hand: ``place_loan``, ``recall_placement`` (ends the active placement and clears
-``loan.agency_id``), ``refer_to_legal`` and ``close_referral``. Case views:
-``placement_history`` and ``legal_referrals`` answer through ``casework``'s access rules.
+``loan.agency_id``), ``refer_to_legal`` and ``close_referral``. Case views: ``loan_placements``,
+``loan_referrals`` and ``loan_referral`` read on the caller's connection (casework reads them
+inside the case's own transaction, after its access check); ``placement_history`` and
+``legal_referrals`` wrap them in one read transaction under ``casework``'s access rules.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 
 from parley.errors import Conflict, InvalidInput, NotFound
+from parley.services.audit import append_for_borrower
 from parley.services.auth import Actor
 from parley.services.context import Context
 from parley.services.delinquency import loan_days_past_due
@@ -178,15 +181,6 @@ def _overdue(ctx: Context, conn: Connection, loan_id: str) -> bool:
     return loan_days_past_due(ctx, conn, loan_id, ctx.today()) > 0
 
 
-def _audit(ctx: Context, conn: Connection, borrower_id: str, kind: str, loan_id: str,
-           payload: dict[str, Any], actor: str, now: datetime) -> None:
-    from parley.services.audit import audit_append, audit_key
-
-    audit_append(conn, chain_key=borrower_id, kind=kind, payload=payload, at=now,
-                 actor=actor or SYSTEM, borrower_id=borrower_id, subject=loan_id,
-                 key=audit_key(ctx))
-
-
 def _event(conn: Connection, kind: str, event_id: str, data: dict[str, Any], now: datetime) -> None:
     from parley.services.webhooks import emit
 
@@ -203,9 +197,10 @@ def _end_placement(ctx: Context, conn: Connection, row: Any, *, by: str, reason:
     conn.execute(update(AgencyPlacement).where(_pl.c.id == row.id, _pl.c.ended_at.is_(None))
                  .values(ended_at=now, ended_by=by, end_reason=reason))
     ended = _placement(conn.execute(select(_pl).where(_pl.c.id == row.id)).one())
-    _audit(ctx, conn, row.borrower_id, "placement.ended", row.loan_id,
-           {"placement": ended.id, "agency": ended.agency_id, "placed_at": ended.placed_at,
-            "reason": reason}, by, now)
+    append_for_borrower(ctx, conn, row.borrower_id, "placement.ended",
+                        {"placement": ended.id, "agency": ended.agency_id,
+                         "placed_at": ended.placed_at, "reason": reason},
+                        actor=by, at=now, subject=row.loan_id)
     _event(conn, "placement.ended", f"placement-{ended.id}-ended",
            {"placement_id": ended.id, "loan_id": ended.loan_id, "borrower_id": ended.borrower_id,
             "agency_id": ended.agency_id, "reason": reason}, now)
@@ -226,10 +221,11 @@ def _place(ctx: Context, conn: Connection, loan: Any, agency_id: str, *, by: str
         placed_by=by, reason=reason, queue_item_id=queue_item_id)).scalar_one())
     conn.execute(update(Loan).where(_loan.c.id == loan.id).values(agency_id=agency_id))
     placed = _placement(conn.execute(select(_pl).where(_pl.c.id == pid)).one())
-    _audit(ctx, conn, loan.borrower_id, "placement.started", loan.id,
-           {"placement": pid, "agency": agency_id, "previous_agency": loan.agency_id,
-            "ended_placement": ended.id if ended else None, "queue_item": queue_item_id,
-            "reason": reason}, by, now)
+    append_for_borrower(ctx, conn, loan.borrower_id, "placement.started",
+                        {"placement": pid, "agency": agency_id, "previous_agency": loan.agency_id,
+                         "ended_placement": ended.id if ended else None,
+                         "queue_item": queue_item_id, "reason": reason},
+                        actor=by, at=now, subject=loan.id)
     _event(conn, "placement.started", f"placement-{pid}-started",
            {"placement_id": pid, "loan_id": loan.id, "borrower_id": loan.borrower_id,
             "agency_id": agency_id, "previous_agency_id": loan.agency_id}, now)
@@ -250,8 +246,9 @@ def _refer(ctx: Context, conn: Connection, loan: Any, queue: str, *, by: str, re
     rid = int(conn.execute(insert(LegalReferral).returning(_lr.c.id).values(
         loan_id=loan.id, borrower_id=loan.borrower_id, queue=queue, status="open",
         referred_at=now, referred_by=by, reason=reason, queue_item_id=queue_item_id)).scalar_one())
-    _audit(ctx, conn, loan.borrower_id, "legal_referral.opened", loan.id,
-           {"referral": rid, "queue": queue, "queue_item": queue_item_id, "reason": reason}, by, now)
+    append_for_borrower(ctx, conn, loan.borrower_id, "legal_referral.opened",
+                        {"referral": rid, "queue": queue, "queue_item": queue_item_id,
+                         "reason": reason}, actor=by, at=now, subject=loan.id)
     _event(conn, "legal_referral.opened", f"legal-referral-{rid}-opened",
            {"referral_id": rid, "loan_id": loan.id, "borrower_id": loan.borrower_id,
             "queue": queue}, now)
@@ -397,8 +394,10 @@ def recall_placement(ctx: Context, loan_id: str, *, by: str, reason: str) -> Rec
         if current is not None:
             ended = _end_placement(ctx, conn, current, by=by, reason=f"recalled: {reason}", now=now)
         else:  # placed by the loan import: no history row, but the recall is on the record
-            _audit(ctx, conn, loan.borrower_id, "placement.ended", loan.id,
-                   {"placement": None, "agency": agency, "reason": f"recalled: {reason}"}, by, now)
+            append_for_borrower(ctx, conn, loan.borrower_id, "placement.ended",
+                                {"placement": None, "agency": agency,
+                                 "reason": f"recalled: {reason}"},
+                                actor=by, at=now, subject=loan.id)
             _event(conn, "placement.ended", f"placement-import-{loan.id}-ended-{now.isoformat()}",
                    {"placement_id": None, "loan_id": loan.id, "borrower_id": loan.borrower_id,
                     "agency_id": agency, "reason": f"recalled: {reason}"}, now)
@@ -433,8 +432,9 @@ def close_referral(ctx: Context, referral_id: int, *, by: str, reason: str) -> R
                            .values(status="closed", closed_at=now, closed_by=by, close_reason=reason))
         if res.rowcount != 1:
             raise Conflict(f"legal referral {referral_id} is already closed")
-        _audit(ctx, conn, loan.borrower_id, "legal_referral.closed", loan.id,
-               {"referral": referral_id, "reason": reason}, by, now)
+        append_for_borrower(ctx, conn, loan.borrower_id, "legal_referral.closed",
+                            {"referral": referral_id, "reason": reason},
+                            actor=by, at=now, subject=loan.id)
         _event(conn, "legal_referral.closed", f"legal-referral-{referral_id}-closed",
                {"referral_id": referral_id, "loan_id": loan.id, "borrower_id": loan.borrower_id,
                 "reason": reason}, now)
@@ -446,34 +446,59 @@ def close_referral(ctx: Context, referral_id: int, *, by: str, reason: str) -> R
 # --------------------------------------------------------------------------------------------
 
 
+def loan_placements(conn: Connection, loan_id: str, *,
+                    agency_id: str | None = None) -> tuple[Placement, ...]:
+    """The loan's placements, newest first; with ``agency_id``, only that agency's (all an
+    agency's collector may see). Read on the caller's connection, so a case page reads them in
+    its own transaction; the caller has already checked that the actor may see the loan."""
+    q = select(_pl).where(_pl.c.loan_id == loan_id).order_by(_pl.c.placed_at.desc(), _pl.c.id.desc())
+    if agency_id:
+        q = q.where(_pl.c.agency_id == agency_id)
+    return tuple(_placement(r) for r in conn.execute(q))
+
+
+def loan_referrals(conn: Connection, loan_id: str) -> tuple[Referral, ...]:
+    """The loan's legal referrals, newest first, on the caller's connection (access checked by
+    the caller, as for ``loan_placements``)."""
+    return tuple(_referral(r) for r in conn.execute(
+        select(_lr).where(_lr.c.loan_id == loan_id)
+        .order_by(_lr.c.referred_at.desc(), _lr.c.id.desc())))
+
+
+def loan_referral(conn: Connection, loan_id: str, referral_id: int) -> Referral | None:
+    """One referral, if it is one of the loan's; None when it is missing *or* belongs to another
+    loan, so a caller answers both alike (nothing leaks about other loans' referrals). Reads that
+    one row, not the loan's whole list."""
+    row = conn.execute(select(_lr).where(_lr.c.id == referral_id, _lr.c.loan_id == loan_id)).first()
+    return _referral(row) if row is not None else None
+
+
 def placement_history(ctx: Context, actor: Actor, loan_id: str) -> tuple[Placement, ...]:
     """The loan's placements, newest first. NotFound for a loan the actor may not see (an
-    agency's collector sees only its own agency's placements of the loans placed with it)."""
-    from parley.services.casework import CASE_ROLES, check_loan_visible, require_role
+    agency's collector sees only its own agency's placements of the loans placed with it).
+    One read transaction: the access check and the read share its snapshot."""
+    from parley.services.casework import CASE_ROLES, require_role, visible_loan_borrower
 
     require_role(actor, CASE_ROLES)
-    check_loan_visible(ctx, actor, loan_id)
-    q = select(_pl).where(_pl.c.loan_id == loan_id).order_by(_pl.c.placed_at.desc(), _pl.c.id.desc())
-    if actor.agency_id:
-        q = q.where(_pl.c.agency_id == actor.agency_id)
     with ctx.db.read() as conn:
-        return tuple(_placement(r) for r in conn.execute(q))
+        visible_loan_borrower(conn, actor, loan_id)
+        return loan_placements(conn, loan_id, agency_id=actor.agency_id)
 
 
 def legal_referrals(ctx: Context, actor: Actor, loan_id: str) -> tuple[Referral, ...]:
-    """The loan's legal referrals, newest first, for anyone who may see the case."""
-    from parley.services.casework import CASE_ROLES, check_loan_visible, require_role
+    """The loan's legal referrals, newest first, for anyone who may see the case (one read
+    transaction, like ``placement_history``)."""
+    from parley.services.casework import CASE_ROLES, require_role, visible_loan_borrower
 
     require_role(actor, CASE_ROLES)
-    check_loan_visible(ctx, actor, loan_id)
     with ctx.db.read() as conn:
-        return tuple(_referral(r) for r in conn.execute(
-            select(_lr).where(_lr.c.loan_id == loan_id)
-            .order_by(_lr.c.referred_at.desc(), _lr.c.id.desc())))
+        visible_loan_borrower(conn, actor, loan_id)
+        return loan_referrals(conn, loan_id)
 
 
 __all__ = [
     "TASK_CHANNELS", "PlaceResult", "Placement", "Recalled", "Referral", "TaskOutcome",
-    "carry_out_task", "close_referral", "legal_referrals", "place_loan", "placement_history",
-    "recall_placement", "refer_to_legal", "why_blocked",
+    "carry_out_task", "close_referral", "legal_referrals", "loan_placements", "loan_referral",
+    "loan_referrals", "place_loan", "placement_history", "recall_placement", "refer_to_legal",
+    "why_blocked",
 ]
