@@ -5,7 +5,11 @@ still in a table beside them."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
 
 from parley.services.auth import Actor
 from parley.services.casework import desk_metrics
@@ -27,6 +31,9 @@ def test_recovery_counts_the_bucket_the_loan_was_in_when_it_was_paid(world: Worl
     # L1 was paid while in M4 (counting by its current bucket would say M5); L2's payment
     # predates its bucket history, so it falls back to the current bucket.
     assert by_bucket == {"M4": ("800.00", 1), "M5": ("300.00", 1)}
+    # and as integer minor units with their currency, for the charts
+    assert [(r["bucket"], r["currency"], r["amount_minor"]) for r in m["recovery_by_bucket"]] == [
+        ("M4", "CNY", 80000), ("M5", "CNY", 30000)]
 
 
 def test_a_payment_that_cures_a_loan_counts_for_the_bucket_it_was_cured_from(world: World) -> None:
@@ -77,3 +84,48 @@ def test_an_empty_desk_draws_no_bars_and_says_so(web, world: World) -> None:
     html = desk.get("/desk").text
     assert 'class="bar' not in html
     assert "暂无联系记录" in html or "No contacts on record." in html or "没有联系记录" in html
+
+
+def test_the_page_draws_the_window_the_service_counted_even_when_midnight_passes_between(
+        web: TestClient, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy import insert
+
+    from parley.adapters.clock import FixedClock
+    from parley.faces.web import charts
+    from parley.services import casework
+    from parley.store.models.contacts import ContactAttempt
+
+    clock = world.ctx.clock
+    assert isinstance(clock, FixedClock)
+    clock.set(datetime(2026, 3, 31, 15, 59, 30, tzinfo=UTC))  # 23:59:30 on 31 March in Shanghai
+    with world.ctx.db.transaction() as conn:
+        conn.execute(insert(ContactAttempt), [
+            {"borrower_id": "B1", "loan_id": "L1", "person_role": "borrower", "channel": "call",
+             "purpose": "collection", "at": datetime(2026, 3, 31, 3, 0, tzinfo=UTC)}])
+    desk = client(web.app)
+    sign_in_staff(desk, world, "compliance")
+
+    seen: dict[str, dict[str, Any]] = {}
+    counted = casework.desk_metrics
+    draw = charts.desk_charts
+
+    def count_then_midnight(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        seen["metrics"] = counted(*args, **kwargs)
+        clock.advance(timedelta(minutes=1))  # 1 April has begun by the time the page draws
+        return seen["metrics"]
+
+    def drawn(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        seen["charts"] = draw(*args, **kwargs)
+        return seen["charts"]
+
+    monkeypatch.setattr(casework, "desk_metrics", count_then_midnight)
+    monkeypatch.setattr(charts, "desk_charts", drawn)
+    assert desk.get("/desk").status_code == 200
+
+    m = seen["metrics"]
+    # the service's window: business dates (Shanghai), 14 days back from the instant it counted
+    assert (m["first_day"], m["last_day"]) == (date(2026, 3, 17), date(2026, 3, 31))
+    assert [d["day"] for d in m["per_day"]] == ["2026-03-31"]
+    # and the page draws exactly that window, not one recomputed from a later clock reading
+    days = [c.label for c in seen["charts"]["contacts"].categories]
+    assert days[0] == "2026-03-17" and days[-1] == "2026-03-31" and len(days) == 15

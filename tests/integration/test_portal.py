@@ -199,7 +199,8 @@ def test_the_desk_shows_recovery_by_bucket_and_by_strategy_arm(web, world: World
         "payment_id": "P-9", "loan_id": "L1", "paid_at": "2026-03-01T12:00:00+08:00", "amount": "800.00"})
     assert r.status_code == 201
     m = desk_metrics(world.ctx, Actor("staff", "x", "compliance_officer"))
-    assert m["recovery_by_bucket"] == [{"bucket": "-", "currency": "CNY", "amount": "800.00", "loans": 1}]
+    assert m["recovery_by_bucket"] == [{"bucket": "-", "currency": "CNY", "amount": "800.00",
+                                        "amount_minor": 80000, "loans": 1}]
     assert m["recovery_by_arm"][0]["amount"] == "800.00"
 
 

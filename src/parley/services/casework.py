@@ -1174,8 +1174,14 @@ def desk_metrics(ctx: Context, actor: Actor, *, days: int = 14) -> dict[str, Any
         key=lambda r: (-r["complaints"], -r["denials"], r["name"]),
     )
     peak = max((sum(c.values()) for c in daily.values()), default=0)
+    bucket_rows = sorted(by_bucket, key=lambda r: (r[0] or "-", r[1]))
+    arm_rows = sorted(by_arm, key=lambda r: (str(r[0]), str(r[1]), r[2]))
     return {
         "days": days,
+        # The window as business dates, worked out here from the one `now` the counts used, so
+        # a page drawing it cannot disagree with them (e.g. when midnight passes mid-request).
+        "first_day": since.astimezone(zone).date(),
+        "last_day": now.astimezone(zone).date(),
         "contacts_total": contacts_total,
         "per_day": [
             {"day": d, "channels": dict(sorted(c.items())), "total": sum(c.values())}
@@ -1192,14 +1198,16 @@ def desk_metrics(ctx: Context, actor: Actor, *, days: int = 14) -> dict[str, Any
         # Recovery: payments received in the window (not reversed), by the bucket the loan
         # was in when each was paid (see _payments_with_bucket_at_payment), and by the
         # strategy arm that planned contact for the loan in the window.
+        # amount: text for the tables; amount_minor: integer minor units for the charts.
         "recovery_by_bucket": [
-            {"bucket": b or "-", "currency": cur, "amount": _money(int(total), cur), "loans": int(n)}
-            for b, cur, total, n in sorted(by_bucket, key=lambda r: (r[0] or "-", r[1]))
+            {"bucket": b or "-", "currency": cur, "amount": _money(int(total), cur),
+             "amount_minor": int(total), "loans": int(n)}
+            for b, cur, total, n in bucket_rows
         ],
         "recovery_by_arm": [
             {"strategy": st or "-", "arm": arm or "-", "currency": cur,
-             "amount": _money(int(total), cur), "loans": int(n)}
-            for st, arm, cur, total, n in sorted(by_arm, key=lambda r: (str(r[0]), str(r[1]), r[2]))
+             "amount": _money(int(total), cur), "amount_minor": int(total), "loans": int(n)}
+            for st, arm, cur, total, n in arm_rows
         ],
     }
 

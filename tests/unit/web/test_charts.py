@@ -117,18 +117,56 @@ def test_row_bars_are_proportional_to_their_values(vs: list[Decimal]) -> None:
 
 def test_desk_charts_fill_the_window_with_days_and_split_money_by_currency() -> None:
     metrics = {
+        "first_day": date(2026, 2, 27), "last_day": date(2026, 3, 2),
         "per_day": [{"day": "2026-03-01", "channels": {"sms": 2, "call": 1}, "total": 3}],
         "right_party_rate": 0.5, "promises_kept_rate": None, "complaints_per_10k": 12.5,
-        "recovery_by_bucket": [{"bucket": "M1", "currency": "CNY", "amount": "800.00", "loans": 1},
-                               {"bucket": "M2", "currency": "USD", "amount": "5.00", "loans": 1}],
+        "recovery_by_bucket": [{"bucket": "M1", "currency": "CNY", "amount": "800.00",
+                                "amount_minor": 80000, "loans": 1},
+                               {"bucket": "M2", "currency": "USD", "amount": "5.00",
+                                "amount_minor": 500, "loans": 1}],
         "recovery_by_arm": [], "collectors": [
             {"name": "A", "contacts": 3, "kept_agreements": 1, "denials": 2, "complaints": 0}],
     }
-    ch = desk_charts(metrics, date(2026, 2, 27), date(2026, 3, 2))
+    ch = desk_charts(metrics)
     assert [c.label for c in ch["contacts"].categories] == ["2026-02-27", "2026-02-28", "2026-03-01",
                                                             "2026-03-02"]
     assert ch["contacts"].series == ("call", "sms")  # channels in their usual order
     assert [c.label for c in ch["rates"].categories] == ["right_party_rate"]  # no data, no bar
     assert set(ch["recovery_bucket"]) == {"CNY", "USD"} and ch["recovery_arm"] == {}
+    assert [b.value for b in ch["recovery_bucket"]["CNY"].bars] == [Decimal("800.00")]
     assert ch["collectors"].series == ("kept_agreements", "denials", "complaints")
-    assert desk_charts({"per_day": []}, date(2026, 3, 1), date(2026, 3, 2))["contacts"].empty
+    assert desk_charts({"per_day": []})["contacts"].empty
+
+
+def test_desk_charts_draw_the_window_they_are_given_not_one_of_their_own() -> None:
+    # A window across a month boundary, ending on a day with no contacts: every day of it is
+    # drawn, from the first day the metrics name to the last, and no other.
+    metrics = {"first_day": date(2026, 3, 18), "last_day": date(2026, 4, 1),
+               "per_day": [{"day": "2026-03-31", "channels": {"call": 2}, "total": 2}]}
+    labels = [c.label for c in desk_charts(metrics)["contacts"].categories]
+    assert len(labels) == 15 and labels[0] == "2026-03-18" and labels[-1] == "2026-04-01"
+    assert labels[13:] == ["2026-03-31", "2026-04-01"]
+
+
+def test_money_bars_are_drawn_from_minor_units_whatever_the_amounts_look_like_as_text() -> None:
+    # The rows for the tables carry amounts as text, which a locale may write with other
+    # separators ("1.234,50") or a sign ("¥123,456"); the charts draw from the minor units,
+    # through the currency's exponent, so the bars come out at the right height regardless.
+    metrics = {
+        "per_day": [],
+        "recovery_by_bucket": [
+            {"bucket": "M1", "currency": "EUR", "amount": "1.234,50", "amount_minor": 123450},
+            {"bucket": "M2", "currency": "EUR", "amount": "800,00", "amount_minor": 80000},
+            {"bucket": "M1", "currency": "JPY", "amount": "¥123,456", "amount_minor": 123456},
+            {"bucket": "M1", "currency": "KWD", "amount": "1,234.567", "amount_minor": 1234567},
+        ],
+    }
+    ch = desk_charts(metrics)["recovery_bucket"]
+    eur = ch["EUR"]
+    assert [b.value for b in eur.bars] == [Decimal("1234.50"), Decimal("800.00")]
+    assert eur.scale.top == 1500  # 1-2-5 ticks of 500 up to the first at or above 1,234.50
+    m1, m2 = eur.bars
+    assert m1.h == eur.scale.offset(Decimal("1234.50")) and m2.h == eur.scale.offset(Decimal("800"))
+    assert abs(m1.h / m2.h - 1234.5 / 800) < 0.001
+    assert [b.value for b in ch["JPY"].bars] == [Decimal(123456)]  # no minor digits
+    assert [b.value for b in ch["KWD"].bars] == [Decimal("1234.567")]  # three minor digits

@@ -5,7 +5,8 @@ result (so no JavaScript is needed and the page works without it).
 Values are non-negative `int` or `Decimal` (counts, money in major units, rates): charts show
 quantities from zero, so a negative value is a caller's mistake and raises ValueError. Axis
 ticks are exact `Decimal`s on a 1-2-5 ladder, so labels never show binary-float noise; only
-pixel positions are floats, rounded to 0.01 px.
+pixel positions are floats, rounded to 0.01 px. Money arrives as integer minor units and is
+turned into major units only through `parley.core.money`; display strings are never read back.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal, localcontext
 from typing import Any
+
+from parley.core.money import Money
 
 Number = int | Decimal
 
@@ -247,8 +250,15 @@ def _days(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)] if first <= last else []
 
 
-def desk_charts(metrics: Mapping[str, Any], first_day: date, last_day: date) -> dict[str, Any]:
-    """The desk's figures (`casework.desk_metrics`) as charts.
+def _major(amount_minor: int, currency: str) -> Decimal:
+    """Integer minor units as an exact Decimal in major units (what the axis is labelled in)."""
+    return Money.of_minor(amount_minor, currency).to_decimal()
+
+
+def desk_charts(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The desk's figures (`casework.desk_metrics`) as charts, drawn from its data as given:
+    the window is its `first_day`..`last_day` (business dates the service worked out from the
+    same instant as its counts; not recomputed here) and money is its rows' `amount_minor`.
 
     contacts: stacked columns per business day of the window (days without contacts count 0),
         one series per channel. rates: right-party contact rate and promises kept on a
@@ -258,7 +268,7 @@ def desk_charts(metrics: Mapping[str, Any], first_day: date, last_day: date) -> 
         collectors: kept agreements, denials and complaints per collector, side by side.
     """
     per_day = {d["day"]: d["channels"] for d in metrics.get("per_day", ())}
-    days = _days(first_day, last_day) if per_day else []
+    days = _days(metrics["first_day"], metrics["last_day"]) if per_day else []
     seen = {ch for chans in per_day.values() for ch in chans}
     channels = [c for c in CHANNEL_ORDER if c in seen] + sorted(seen - set(CHANNEL_ORDER))
     contacts = column_chart(
@@ -280,7 +290,7 @@ def desk_charts(metrics: Mapping[str, Any], first_day: date, last_day: date) -> 
         for cur in sorted({r["currency"] for r in rows}):
             mine = [r for r in rows if r["currency"] == cur]
             cats = [label(r) for r in mine]
-            values = [Decimal(r["amount"].replace(",", "")) for r in mine]
+            values = [_major(r["amount_minor"], cur) for r in mine]
             out[cur] = (row_chart(cats, [("amount", values)], integer=False, width=400,
                                   margin=(8, 56, 24, 140)) if rows_chart
                         else column_chart(cats, [("amount", values)], integer=False, width=400,
