@@ -4,6 +4,7 @@ Administrators only; every form needs its CSRF token; every change is on the aud
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -219,3 +220,61 @@ def test_an_api_key_whose_audit_entry_fails_is_not_created(world: World,
     with pytest.raises(RuntimeError):
         auth.admin_create_api_key(world.ctx, admin, "lender-3", role="administrator")
     assert auth.list_api_keys(world.ctx, admin) == before
+
+
+@pytest.mark.parametrize("capacity", ["lots", "1001", "-1", "3.5"])
+def test_a_bad_capacity_on_the_new_staff_form_is_named_and_creates_nobody(
+        web, world: World, capacity: str) -> None:
+    """The service parses the capacity as typed, so the form comes back (422) with the input
+    kept and the field named, as for every other field."""
+    csrf = sign_in_staff(web, world, "admin")
+    r = web.post("/admin/staff", data={**NEW, "daily_capacity": capacity, "csrf_token": csrf})
+    assert r.status_code == 422
+    assert 'data-field="daily_capacity"' in r.text and "must be a whole number 0..1000" in r.text
+    assert 'value="A1-042"' in r.text  # what they typed is kept
+    assert 'data-username="zhang"' not in web.get("/admin/staff").text
+    assert _audit_kinds(world) == []
+
+
+@pytest.mark.parametrize(("typed", "stored"), [("", 60), (" 45 ", 45), ("0", 0)])
+def test_the_new_staff_capacity_is_taken_as_typed_and_blank_means_the_default(
+        web, world: World, typed: str, stored: int) -> None:
+    csrf = sign_in_staff(web, world, "admin")
+    r = web.post("/admin/staff", data={**NEW, "daily_capacity": typed, "csrf_token": csrf})
+    assert r.status_code == 201
+    admin = auth.Actor("staff", world.staff["admin"], "administrator")
+    [new] = [s for s in auth.list_staff(world.ctx, admin) if s.username == "zhang"]
+    assert new.daily_capacity == stored
+    with world.ctx.db.read() as conn:
+        [payload] = conn.execute(select(AuditLog.payload)
+                                 .where(AuditLog.kind == "staff.created")).scalars()
+    payload = json.loads(payload) if isinstance(payload, str) else payload
+    assert (payload["daily_capacity"], payload["agency_id"]) == (stored, "A1")
+
+
+def test_a_password_reset_looks_up_only_the_one_member(web, world: World,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The action needs one user name; only the page it shows lists everyone."""
+    csrf = sign_in_staff(web, world, "admin")
+    listed = []
+    real = auth.list_staff
+
+    def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
+        listed.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(auth, "list_staff", counting)
+    r = web.post(f"/admin/staff/{world.staff['auditor']}/password-reset", data={"csrf_token": csrf})
+    assert r.status_code == 200 and "auditor" in r.text and len(listed) == 1
+    assert web.post("/admin/staff/u-nobody/password-reset", data={"csrf_token": csrf}).status_code == 404
+
+
+def test_one_staff_member_is_for_administrators_only_and_unknown_is_not_found(world: World) -> None:
+    admin = auth.Actor("staff", world.staff["admin"], "administrator")
+    rec = auth.get_staff(world.ctx, admin, world.staff["agent"])
+    assert rec in auth.list_staff(world.ctx, admin) and rec.agency_id == "A1"
+    with pytest.raises(auth.NotFound):
+        auth.get_staff(world.ctx, admin, "u-nobody")
+    with pytest.raises(auth.Forbidden):
+        auth.get_staff(world.ctx, auth.Actor("staff", world.staff["auditor"], "auditor"),
+                       world.staff["agent"])

@@ -5,10 +5,12 @@ field and changes nothing; every change is on the audit chain with the old and n
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import pytest
 from sqlalchemy import select
 
+from parley.errors import InvalidInput
 from parley.services import auth
 from parley.services.audit import verify_audit
 from parley.store.models.contacts import AuditLog
@@ -112,3 +114,95 @@ def test_only_administrators_edit_and_only_with_the_csrf_token(web, world: World
 def test_an_unknown_member_is_not_found(web, world: World) -> None:
     csrf = sign_in_staff(web, world, "admin")
     assert web.post("/admin/staff/u-nobody/edit", data={**EDIT, "csrf_token": csrf}).status_code == 404
+
+
+# --- one rule, in the service: daily capacity and the agency rule ---------------------------
+
+def _admin(world: World) -> auth.Actor:
+    return auth.Actor("staff", world.staff["admin"], "administrator")
+
+
+def _edit(world: World, staff_id: str, **changes: object) -> auth.StaffRecord:
+    values: dict[str, object] = {"agency_id": None, "badge_number": None, "languages": "en", "skills": "",
+                    "daily_capacity": 60, **changes}
+    return auth.admin_update_staff(world.ctx, _admin(world), staff_id, **values)
+
+
+@pytest.mark.parametrize("capacity", ["lots", "", "  ", "3.5", "1001", "-1", "1e3", True, 2.0, None])
+def test_the_service_refuses_a_bad_capacity_on_edit_by_name_and_changes_nothing(
+        world: World, capacity: object) -> None:
+    before = _record(world, "collector")
+    with pytest.raises(InvalidInput) as caught:
+        _edit(world, world.staff["collector"], daily_capacity=capacity)
+    assert (caught.value.record, caught.value.field) == ("staff", "daily_capacity")
+    assert "0..1000" in caught.value.message
+    assert _record(world, "collector") == before and _updates(world) == []
+
+
+@pytest.mark.parametrize("capacity", ["35", " 35 ", 35], ids=["text", "spaced-text", "int"])
+def test_the_service_takes_a_capacity_as_typed_in_a_form_or_as_a_number(
+        world: World, capacity: object) -> None:
+    rec = _edit(world, world.staff["collector"], daily_capacity=capacity)
+    assert rec.daily_capacity == 35 and _record(world, "collector") == rec
+    [(_, _, payload)] = _updates(world)
+    assert payload["changes"]["daily_capacity"] == [60, 35]  # stored and audited as a number
+
+
+@pytest.mark.parametrize("capacity", ["lots", "3.5", "1001", " "])
+def test_the_edit_form_names_a_bad_capacity_and_changes_nothing(
+        web, world: World, capacity: str) -> None:
+    csrf = sign_in_staff(web, world, "admin")
+    sid = world.staff["agent"]
+    before = _record(world, "agent")
+    r = web.post(f"/admin/staff/{sid}/edit", data={**EDIT, "daily_capacity": capacity,
+                                                    "csrf_token": csrf})
+    assert r.status_code == 422
+    assert 'data-field="daily_capacity"' in r.text and "must be a whole number 0..1000" in r.text
+    assert f'<details class="edit-staff" id="edit-{sid}" open>' in r.text
+    assert _record(world, "agent") == before and _updates(world) == []
+
+
+def test_an_edit_returns_the_member_as_stored_without_listing_everyone(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_listing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("listed every staff member to find one")
+
+    monkeypatch.setattr(auth, "list_staff", no_listing)
+    rec = _edit(world, world.staff["collector"], badge_number=" C-9 ", languages="en,zh-Hant",
+                skills="a, b", daily_capacity="12")
+    assert (rec.id, rec.username, rec.badge_number, rec.languages, rec.skills, rec.daily_capacity) == (
+        world.staff["collector"], "collector", "C-9", ("en", "zh-Hant"), ("a", "b"), 12)
+    monkeypatch.undo()
+    assert _record(world, "collector") == rec
+
+
+def _outcome(call: Callable[[], object]) -> str:
+    """'ok', or the field an InvalidInput named."""
+    try:
+        call()
+    except InvalidInput as exc:
+        return str(exc.field)
+    return "ok"
+
+
+@pytest.mark.parametrize("agency", [None, "", "  ", "A1", " A1 "])
+@pytest.mark.parametrize("role", auth.STAFF_ROLES)
+def test_the_agency_rule_is_the_same_on_create_and_edit(world: World, role: str,
+                                                         agency: str | None) -> None:
+    """Agency collectors need an agency and nobody else may have one; blank means none."""
+    admin = _admin(world)
+    needs_one = role == "agency_collector"
+    member = auth.admin_create_staff(world.ctx, admin, username=f"m-{role}", role=role,
+                                     agency_id="A2" if needs_one else None, languages="en")
+    before = next(s for s in auth.list_staff(world.ctx, admin) if s.id == member.id)
+    created = _outcome(lambda: auth.admin_create_staff(
+        world.ctx, admin, username=f"n-{role}", role=role, agency_id=agency, languages="en"))
+    edited = _outcome(lambda: _edit(world, member.id, agency_id=agency))
+    has_one = bool((agency or "").strip())
+    assert created == edited == ("ok" if has_one == needs_one else "agency_id")
+    staff = {s.username: s for s in auth.list_staff(world.ctx, admin)}
+    if created == "ok":
+        assert staff[f"n-{role}"].agency_id == ((agency or "").strip() or None)
+        assert staff[f"m-{role}"].agency_id == staff[f"n-{role}"].agency_id
+    else:
+        assert f"n-{role}" not in staff and staff[f"m-{role}"] == before and _updates(world) == []

@@ -665,26 +665,34 @@ def _new_reset_token(ctx: Context, staff_id: str, password_hash: str) -> str:
     return str(_reset_serializer(ctx).dumps([staff_id, _fingerprint(password_hash), expires]))
 
 
+def _staff_record(u: StaffUser) -> StaffRecord:
+    return StaffRecord(
+        id=u.id, username=u.username, display_name=u.display_name, role=u.role,
+        agency_id=u.agency_id, badge_number=u.badge_number,
+        languages=tuple(x for x in (u.languages or "").split(",") if x),
+        skills=tuple(x for x in (u.skills or "").split(",") if x),
+        daily_capacity=u.daily_capacity, active=u.active,
+        second_factor=u.role in SECOND_FACTOR_ROLES,
+        password_set=not (u.password_hash or "").startswith("!"),
+        created_at=u.created_at,
+    )
+
+
 def list_staff(ctx: Context, actor: Actor) -> tuple[StaffRecord, ...]:
     """Every staff member, active first, then by role and user name."""
     _require_admin(actor)
     with ctx.db.read() as conn:
-        users = _orm(conn).execute(select(StaffUser)).scalars().all()
-    out = [
-        StaffRecord(
-            id=u.id, username=u.username, display_name=u.display_name, role=u.role,
-            agency_id=u.agency_id, badge_number=u.badge_number,
-            languages=tuple(x for x in (u.languages or "").split(",") if x),
-            skills=tuple(x for x in (u.skills or "").split(",") if x),
-            daily_capacity=u.daily_capacity, active=u.active,
-            second_factor=u.role in SECOND_FACTOR_ROLES,
-            password_set=not (u.password_hash or "").startswith("!"),
-            created_at=u.created_at,
-        )
-        for u in users
-    ]
+        out = [_staff_record(u) for u in _orm(conn).execute(select(StaffUser)).scalars().all()]
     return tuple(sorted(out, key=lambda r: (not r.active, STAFF_ROLES.index(r.role)
                                             if r.role in STAFF_ROLES else 99, r.username)))
+
+
+def get_staff(ctx: Context, actor: Actor, staff_id: str) -> StaffRecord:
+    """One staff member (NotFound if unknown), so a page acting on one member need not list
+    them all."""
+    _require_admin(actor)
+    with ctx.db.read() as conn:
+        return _staff_record(_staff_row(conn, staff_id))
 
 
 @dataclass(frozen=True)
@@ -700,29 +708,31 @@ class NewStaff:
 def admin_create_staff(
     ctx: Context, actor: Actor, *, username: str, role: str, display_name: str = "",
     agency_id: str | None = None, badge_number: str | None = None,
-    languages: str = DEFAULT_LANGUAGE, skills: str = "", daily_capacity: int = 60,
+    languages: str = DEFAULT_LANGUAGE, skills: str = "", daily_capacity: int | str | None = None,
 ) -> NewStaff:
     """Create a staff member with no usable password and return a one-time link token with
-    which they choose one (see the section comment). Audited as 'staff.created'."""
+    which they choose one (see the section comment). The profile is validated as ``_profile``
+    says, the same rules as an edit; daily_capacity may be the raw text of a form or API field,
+    and None (a blank field) means DEFAULT_DAILY_CAPACITY. Audited as 'staff.created'."""
     _require_admin(actor)
-    if role != "agency_collector" and agency_id:
-        raise InvalidInput("only agency collectors belong to an agency", record="staff",
-                           field="agency_id")
+    capacity = (DEFAULT_DAILY_CAPACITY if daily_capacity is None
+                else _daily_capacity(daily_capacity))
     hashes: dict[str, str] = {}
 
     def audit(conn: Connection, sid: str) -> None:
-        hashes[sid] = conn.execute(select(StaffUser.password_hash)
-                                   .where(StaffUser.id == sid)).scalar_one()
+        # Agency and badge as stored (``_profile`` normalised them), not as typed.
+        row = conn.execute(select(StaffUser.password_hash, StaffUser.agency_id,
+                                  StaffUser.badge_number).where(StaffUser.id == sid)).one()
+        hashes[sid] = row.password_hash
         _audit_admin(ctx, conn, actor, "staff.created", sid, {
-            "username": username.strip(), "role": role, "agency_id": agency_id or None,
-            "badge_number": (badge_number or "").strip() or None, "languages": languages,
-            "skills": skills, "daily_capacity": daily_capacity})
+            "username": username.strip(), "role": role, "agency_id": row.agency_id,
+            "badge_number": row.badge_number, "languages": languages,
+            "skills": skills, "daily_capacity": capacity})
 
     sid, secret = create_staff(
         ctx, username=username.strip(), password=None, role=role,
-        display_name=display_name.strip(), agency_id=agency_id or None,
-        badge_number=(badge_number or "").strip() or None, languages=languages, skills=skills,
-        daily_capacity=daily_capacity, on_created=audit)
+        display_name=display_name.strip(), agency_id=agency_id, badge_number=badge_number,
+        languages=languages, skills=skills, daily_capacity=capacity, on_created=audit)
     return NewStaff(sid, _new_reset_token(ctx, sid, hashes[sid]), secret)
 
 
@@ -744,14 +754,30 @@ def set_staff_active(ctx: Context, actor: Actor, staff_id: str, active: bool) ->
 
 
 STAFF_PROFILE_FIELDS = ("agency_id", "badge_number", "languages", "skills", "daily_capacity")
+DEFAULT_DAILY_CAPACITY = 60
+
+
+def _daily_capacity(value: int | str) -> int:
+    """A daily capacity from an int or the text of a form or API field (surrounding spaces
+    ignored), so every face passes what it was given and the rule lives here only."""
+    number: object = value
+    if isinstance(value, str):
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = None
+    if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= 1000:
+        raise InvalidInput("must be a whole number 0..1000", record="staff", field="daily_capacity")
+    return number
 
 
 def _profile(role: str, *, agency_id: str | None, badge_number: str | None, languages: str,
-             skills: str, daily_capacity: int) -> dict[str, object]:
-    """The editable profile as stored, validated for ``role`` (InvalidInput names the field):
+             skills: str, daily_capacity: int | str) -> dict[str, object]:
+    """The editable profile as stored, validated for ``role`` (InvalidInput names the field).
+    The one place these rules live: creating (the pages, the CLI) and editing both come here.
     languages among LANGUAGES (at least one), skills comma-separated (200 characters stored),
-    daily_capacity 0..1000, badge_number at most 32 characters (empty = none), agency_id
-    required for agency collectors and refused for every other role (empty = none)."""
+    daily_capacity 0..1000 (an int or its text), badge_number at most 32 characters (empty =
+    none), agency_id required for agency collectors and refused for every other role (empty = none)."""
     langs = list(dict.fromkeys(x.strip() for x in languages.split(",") if x.strip()))
     if not langs or any(x not in LANGUAGES for x in langs):
         raise InvalidInput(f"languages must be among {', '.join(LANGUAGES)}", record="staff",
@@ -759,9 +785,7 @@ def _profile(role: str, *, agency_id: str | None, badge_number: str | None, lang
     skill_list = list(dict.fromkeys(x.strip() for x in skills.split(",") if x.strip()))
     if len(",".join(skill_list)) > 200:
         raise InvalidInput("at most 200 characters", record="staff", field="skills")
-    whole = isinstance(daily_capacity, int) and not isinstance(daily_capacity, bool)
-    if not whole or not 0 <= daily_capacity <= 1000:
-        raise InvalidInput("must be a whole number 0..1000", record="staff", field="daily_capacity")
+    capacity = _daily_capacity(daily_capacity)
     badge = (badge_number or "").strip() or None
     if badge is not None and len(badge) > 32:
         raise InvalidInput("must be at most 32 characters", record="staff", field="badge_number")
@@ -775,15 +799,16 @@ def _profile(role: str, *, agency_id: str | None, badge_number: str | None, lang
         raise InvalidInput("only agency collectors belong to an agency", record="staff",
                            field="agency_id")
     return {"agency_id": agency, "badge_number": badge, "languages": ",".join(langs),
-            "skills": ",".join(skill_list), "daily_capacity": daily_capacity}
+            "skills": ",".join(skill_list), "daily_capacity": capacity}
 
 
 def admin_update_staff(
     ctx: Context, actor: Actor, staff_id: str, *, agency_id: str | None, badge_number: str | None,
-    languages: str, skills: str, daily_capacity: int,
+    languages: str, skills: str, daily_capacity: int | str,
 ) -> StaffRecord:
     """Change a staff member's agency, badge number, languages, skills and daily capacity
-    (validated as ``_profile`` says; the role, name and credentials are not changed here).
+    (validated as ``_profile`` says - daily_capacity may be the raw text of a form or API field;
+    the role, name and credentials are not changed here) and return the member as now stored.
     Audited as 'staff.updated' with each changed field's old and new value; a form that
     changes nothing writes nothing. An agency collector moved to another agency sees the new
     agency's cases from their next request (the actor is read per request)."""
@@ -800,7 +825,7 @@ def admin_update_staff(
                          .values(**{f: new[f] for f in changes}))
             _audit_admin(ctx, conn, actor, "staff.updated", staff_id,
                          {"username": user.username, "changes": changes})
-    return next(r for r in list_staff(ctx, actor) if r.id == staff_id)
+        return _staff_record(_staff_row(conn, staff_id))
 
 
 def issue_password_reset(ctx: Context, actor: Actor, staff_id: str) -> str:

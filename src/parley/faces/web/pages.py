@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from parley.errors import Conflict, InvalidInput, NotFound
+from parley.errors import Conflict, InvalidInput
 from parley.faces.web import charts, i18n
 from parley.faces.web.auth import (
     CSRF_FIELD,
@@ -606,14 +606,16 @@ async def admin_staff_create(
     agency_id: Annotated[str, Form(max_length=64)] = "",
     badge_number: Annotated[str, Form(max_length=64)] = "",
     skills: Annotated[str, Form(max_length=400)] = "",
-    daily_capacity: Annotated[int, Form(ge=0, le=1000)] = 60,
+    daily_capacity: Annotated[str | None, Form(max_length=20)] = None,
 ) -> Response:
+    """Create a staff member. The service validates every field (a blank daily capacity is
+    its default); bad input re-shows the page (422) with the input kept and the field named."""
     form = await request.form()
     languages = ",".join(str(v) for v in form.getlist("languages")) or i18n.DEFAULT
     try:
         new = auth_service.admin_create_staff(
             ctx, session.actor, username=username, role=role, display_name=display_name,
-            agency_id=agency_id.strip() or None, badge_number=badge_number, languages=languages,
+            agency_id=agency_id, badge_number=badge_number, languages=languages,
             skills=skills, daily_capacity=daily_capacity)
     except InvalidInput as exc:
         return _admin_staff_page(request, ctx, session, status=422, error=exc,
@@ -639,14 +641,9 @@ async def admin_staff_edit(
     form = await request.form()
     languages = ",".join(str(v) for v in form.getlist("languages"))
     try:
-        try:
-            capacity = int(daily_capacity.strip())
-        except ValueError:
-            raise InvalidInput("must be a whole number 0..1000", record="staff",
-                               field="daily_capacity") from None
         auth_service.admin_update_staff(
             ctx, session.actor, staff_id, agency_id=agency_id, badge_number=badge_number,
-            languages=languages, skills=skills, daily_capacity=capacity)
+            languages=languages, skills=skills, daily_capacity=daily_capacity)
     except InvalidInput as exc:
         return _admin_staff_page(request, ctx, session, status=422, edit_for=staff_id,
                                  edit_error=exc, edit_form={k: str(v) for k, v in form.items()},
@@ -663,9 +660,7 @@ def admin_staff_action(
     if action in ("deactivate", "reactivate"):
         auth_service.set_staff_active(ctx, actor, staff_id, action == "reactivate")
         return RedirectResponse(f"/admin/staff#staff-{staff_id}", status_code=303)
-    who = next((s for s in auth_service.list_staff(ctx, actor) if s.id == staff_id), None)
-    if who is None:
-        raise NotFound(f"unknown staff member {staff_id!r}")
+    who = auth_service.get_staff(ctx, actor, staff_id)  # NotFound (404) if unknown
     if action == "password-reset":
         token = auth_service.issue_password_reset(ctx, actor, staff_id)
         return _admin_staff_page(request, ctx, session, reset_for=who.username,
