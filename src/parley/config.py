@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -11,6 +12,24 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Development-only defaults. `Settings` refuses them when PARLEY_ENV=production.
 _DEV_SECRET = "dev-only-secret-change-me"
 _DEV_KEY = "dev1:ZGV2LW9ubHkta2V5LTMyLWJ5dGVzLWxvbmctISEhISE="  # 32 bytes, base64
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@lru_cache(maxsize=8)
+def parse_networks(setting: str) -> tuple[Network, ...]:
+    """A comma list of IPs/CIDRs ('10.0.0.0/8, 192.0.2.1') as networks; ValueError naming the
+    first part that is neither. The one parser of PARLEY_TRUSTED_PROXIES: Settings validates
+    with it and the web face reads its result, so the two cannot disagree. Cached on the text
+    because the face asks on every request (a failure is not cached, so it raises each time)."""
+    networks = []
+    for part in setting.split(","):
+        if part.strip():
+            try:
+                networks.append(ipaddress.ip_network(part.strip(), strict=False))
+            except ValueError:
+                raise ValueError(f"not an IP address or CIDR: {part.strip()!r}") from None
+    return tuple(networks)
 
 
 class Settings(BaseSettings):
@@ -54,13 +73,15 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _proxies_are_networks(cls, value: str) -> str:
-        for part in value.split(","):
-            if part.strip():
-                try:
-                    ipaddress.ip_network(part.strip(), strict=False)
-                except ValueError:
-                    raise ValueError(f"not an IP address or CIDR: {part.strip()!r}") from None
+        parse_networks(value)
         return value
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        """PARLEY_TRUSTED_PROXIES, parsed. A property over the cached parser rather than a
+        cached_property: pydantic's model_copy(update=...) copies a cached_property's value
+        along with the fields, so a copy with other proxies would keep the old networks."""
+        return parse_networks(self.trusted_proxies)
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> Settings:

@@ -4,9 +4,12 @@ of PARLEY_TRUSTED_PROXIES, so a client cannot dodge the per-address limit by for
 from __future__ import annotations
 
 from datetime import timedelta
+from ipaddress import ip_network
 
+import pytest
 from fastapi.testclient import TestClient
 
+from parley.config import Settings
 from parley.faces.api.app import create_app
 from parley.services.auth import Policy
 from parley.services.context import Context
@@ -51,3 +54,14 @@ def test_from_an_untrusted_peer_the_header_is_ignored_and_the_peer_is_limited(wo
                  for i, u in enumerate(("collector", "agent", "auditor"))]
         assert codes == [401, 401, 429], trusted
 
+
+
+def test_settings_parse_the_proxies_once_and_a_copy_with_other_proxies_has_its_own() -> None:
+    settings = Settings(trusted_proxies="10.0.0.0/8, 192.0.2.1")
+    assert settings.trusted_proxy_networks == (ip_network("10.0.0.0/8"), ip_network("192.0.2.1/32"))
+    # what the web face reads; a copy (as the tests above make) must not keep the old networks
+    assert settings.model_copy(update={"trusted_proxies": "::1"}).trusted_proxy_networks == (
+        ip_network("::1/128"),)
+    assert Settings(trusted_proxies="").trusted_proxy_networks == ()
+    with pytest.raises(ValueError, match="not an IP address or CIDR: 'proxy.internal'"):
+        Settings(trusted_proxies="10.0.0.0/8, proxy.internal")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from parley.config import Settings
-from parley.faces.web.auth import forwarded_client, trusted_networks
+from parley.config import Settings, parse_networks
+from parley.faces.web.auth import forwarded_client
 
-TRUSTED = trusted_networks("10.0.0.0/8, 192.0.2.1, 2001:db8::/32")
+TRUSTED = parse_networks("10.0.0.0/8, 192.0.2.1, 2001:db8::/32")
 
 
 def test_without_trusted_proxies_the_peer_is_the_client_whatever_the_header_says() -> None:

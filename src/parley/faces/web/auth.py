@@ -13,11 +13,11 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
-from functools import lru_cache
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from parley.config import Network
 from parley.errors import Forbidden
 from parley.services import auth as auth_service
 from parley.services.auth import Actor, Session
@@ -47,15 +47,6 @@ def get_ctx(request: Request) -> Context:
 
 
 CtxDep = Annotated[Context, Depends(get_ctx)]
-
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-@lru_cache(maxsize=8)
-def trusted_networks(setting: str) -> tuple[Network, ...]:
-    """PARLEY_TRUSTED_PROXIES ('10.0.0.0/8, 192.0.2.1') as networks (validated by Settings)."""
-    return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in setting.split(",") if p.strip())
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -96,11 +87,11 @@ def forwarded_client(peer: str, forwarded_for: str, trusted: tuple[Network, ...]
 def client_ip(request: Request) -> str:
     """The address rate limits count under (see forwarded_client and PARLEY_TRUSTED_PROXIES)."""
     peer = request.client.host if request.client else ""
-    setting = get_ctx(request).settings.trusted_proxies
-    if not setting:
+    trusted = get_ctx(request).settings.trusted_proxy_networks  # parsed once, by Settings
+    if not trusted:
         return peer
     forwarded = ",".join(request.headers.getlist("x-forwarded-for"))  # several headers: in order
-    return forwarded_client(peer, forwarded, trusted_networks(setting))
+    return forwarded_client(peer, forwarded, trusted)
 
 
 def cookie_secure(ctx: Context) -> bool:
