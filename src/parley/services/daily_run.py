@@ -925,14 +925,17 @@ def _write_queue(ctx: Context, conn: Connection, as_of: date, exp: Experiment | 
 def _one_checkpoint(conn: Connection) -> Iterator[None]:
     """SQLite: no automatic WAL checkpoint after each chunk's commit, one at the end. Each
     automatic checkpoint copied that chunk's pages — index pages again and again — back into
-    the database file, a quarter of the write time; one pass copies each page once."""
-    raw = conn.connection.driver_connection
+    the database file, a quarter of the write time; one pass copies each page once. The
+    connection goes back to the pool afterwards, so it gets back the setting it came with
+    (read first, not assumed to be SQLite's default), also when the run fails."""
+    raw: Any = conn.connection.driver_connection  # sqlite3: no SQLAlchemy transaction begun
+    before = int(raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
     raw.execute("PRAGMA wal_autocheckpoint=0")
     try:
         yield
     finally:
         raw.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        raw.execute("PRAGMA wal_autocheckpoint=1000")
+        raw.execute(f"PRAGMA wal_autocheckpoint={before}")
 
 
 def _write_chunks_in_turn(conn: Connection, chunks: list[tuple[str, dict[str, Any]]],
