@@ -110,6 +110,53 @@ def test_a_duplicate_id_with_different_content_is_refused(ctx, tmp_path):
     assert "row 2" in err.value.record
 
 
+@pytest.mark.parametrize("parallel", [False, True], ids=["in-process", "child-processes"])
+def test_a_changed_record_is_refused_in_the_same_words_whatever_the_import(ctx, tmp_path, monkeypatch, parallel):
+    """Borrowers and payments go through `imports._dedupe`, loans through `loan_import` (in this
+    process or in children): the one rule, `imports.dedupe`, words the refusal for all of them."""
+    import parley.services.imports as imports
+
+    if parallel:
+        monkeypatch.setattr(imports, "PARALLEL_ABOVE_BYTES", 0)
+    # the same id "X1" as a borrower, a loan and a payment, each imported, then sent changed:
+    # once against what is stored (row 1) and once against an earlier row of the file (row 3)
+    borrower = dict(BORROWERS[0], borrower_id="X1")
+    loan = dict(LOANS[0], loan_id="X1", borrower_id="X1")
+    payment = {"payment_id": "X1", "loan_id": "X1", "paid_at": "2026-02-01T10:00:00+08:00", "amount": "10.00"}
+    changes = {"borrowers": (borrower, {"name": "王伟伟"}, "borrower_id"),
+               "loans": (loan, {"principal": "999.00"}, "loan_id"),
+               "payments": (payment, {"amount": "11.00"}, "payment_id")}
+    refusals = {}
+    for kind, (row, change, id_field) in changes.items():
+        import_file(ctx, kind, write_csv(tmp_path / f"{kind}.csv", [row]))
+        fresh = dict(row, **{id_field: "X2"})
+        rows = [dict(row, **change), fresh, dict(fresh, **change)]
+        with pytest.raises(InvalidInput) as err:
+            import_file(ctx, kind, write_csv(tmp_path / "changed.csv", rows))
+        refusals[kind] = [(e.message, e.record, e.field) for e in err.value.errors]
+    for kind, what in (("borrowers", "borrower"), ("loans", "loan"), ("payments", "payment")):
+        assert refusals[kind] == [
+            (f"{what} 'X1' already exists with different content", "changed.csv row 1 (line 2)", f"{what}_id"),
+            (f"{what} 'X2' already exists with different content", "changed.csv row 3 (line 4)", f"{what}_id"),
+        ], kind
+
+
+def test_dedupe_writes_new_ids_counts_unchanged_ones_and_refuses_changed_ones():
+    from parley.services.imports import ImportReport, dedupe
+
+    report, errors = ImportReport("loans", "f.csv"), []
+    ids = ["A", "B", "C", "C", "D", "D", "E"]
+    hashes = ["a", "b", "c", "c", "d", "d2", "e"]
+    keep = dedupe(ids, hashes, {"A": "a", "B": "other"}, "loan", report, errors,
+                  lambda k: f"f.csv row {k + 1}", skip={6})
+    assert keep == [2, 4]  # C and D once each; E refused elsewhere (skip), so not written
+    assert report.unchanged == 2  # A as stored, C again in the chunk
+    assert [(e.message, e.record, e.field) for e in errors] == [
+        ("loan 'B' already exists with different content", "f.csv row 2", "loan_id"),
+        ("loan 'D' already exists with different content", "f.csv row 6", "loan_id"),
+    ]
+
+
 def test_a_payment_for_an_unknown_loan_is_refused(ctx, tmp_path):
     load_book(ctx, tmp_path)
     rows = [{"payment_id": "P1", "loan_id": "L1", "paid_at": "2026-02-01T10:00:00+08:00", "amount": "10.00"},

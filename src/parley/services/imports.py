@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -756,6 +756,47 @@ def _unknown(conn: Connection, column: Any, ids: list[str]) -> set[str]:
     return set(conn.execute(stmt, {"ids": json.dumps(list(ids))}).scalars())
 
 
+def dedupe(
+    ids: Sequence[str],
+    hashes: Sequence[str],
+    stored: Mapping[str, str],
+    what: str,
+    report: ImportReport,
+    errors: list[InvalidInput],
+    where: Callable[[int], str],
+    skip: Container[int] = (),
+) -> list[int]:
+    """The rule for a record whose id is already known, stored (`stored`: id -> content hash)
+    or earlier in the same chunk: with the same content it is skipped and counted unchanged;
+    with other content it is refused, naming the record (`where(position)`) and its id field
+    (`<what>_id`). Returns the positions of the records to write, in order.
+
+    Every import with one id per record goes through here (borrowers and payments via
+    `_dedupe`, loans from `loan_import`), so they cannot drift apart. It takes parallel lists
+    of ids and hashes, not records, because that is what the loans import already holds: its
+    child processes send flat lists, and building an object per loan just to call this would
+    be per-row work on the benchmarked path. `skip`: positions already refused for another
+    reason (the loans' unknown borrowers), neither written nor remembered.
+    """
+    if len(ids) != len(hashes):
+        raise ValueError("dedupe: one hash per id")
+    fresh: list[int] = []
+    in_chunk: dict[str, str] = {}
+    for k, rid in enumerate(ids):  # not zip(ids, hashes): unpacking pairs cost a tenth more
+        if skip and k in skip:
+            continue
+        known = stored.get(rid) or in_chunk.get(rid)
+        if known is None:
+            in_chunk[rid] = hashes[k]
+            fresh.append(k)
+        elif known == hashes[k]:
+            report.unchanged += 1
+        else:
+            errors.append(InvalidInput(f"{what} {rid!r} already exists with different content",
+                                       record=where(k), field=f"{what}_id"))
+    return fresh
+
+
 def _dedupe(
     recs: list[Any],
     existing: dict[str, str],
@@ -763,25 +804,10 @@ def _dedupe(
     what: str,
     report: ImportReport,
 ) -> list[Any]:
-    """Drop records already stored with the same content; flag the same id with other content."""
-    fresh = []
-    in_chunk: dict[str, str] = {}
-    for rec in recs:
-        known = existing.get(rec.id) or in_chunk.get(rec.id)
-        if known is None:
-            in_chunk[rec.id] = rec.hash
-            fresh.append(rec)
-        elif known == rec.hash:
-            report.unchanged += 1
-        else:
-            errors.append(
-                InvalidInput(
-                    f"{what} {rec.id!r} already exists with different content",
-                    record=getattr(rec, "where", ""),
-                    field=f"{what}_id",
-                )
-            )
-    return fresh
+    """`dedupe` for parsed records carrying `id`, `hash` and `where`: the records to write."""
+    keep = dedupe([r.id for r in recs], [r.hash for r in recs], existing, what, report, errors,
+                  lambda k: str(recs[k].where))
+    return [recs[k] for k in keep]
 
 
 def _import_borrowers(

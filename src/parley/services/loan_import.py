@@ -56,6 +56,7 @@ from parley.services.imports import (
     _LoanRec,
     _parse_loan_slowly,
     _unknown,
+    dedupe,
 )
 from parley.store.db import bulk_copy_text, bulk_insert, db_datetime
 from parley.store.models.loanbook import Borrower, Loan
@@ -333,27 +334,21 @@ def _check_and_write(
     conn: Connection, chunk: LoanChunk, name: str, report: ImportReport, errors: list[InvalidInput]
 ) -> None:
     """Bad rows, unknown borrowers, and loans stored (or earlier in the file) with other
-    content are errors; the same content again is a no-op; the rest is written."""
+    content are errors; the same content again is a no-op (the rule is `imports.dedupe`'s);
+    the rest is written."""
     for row, line, fld, message in chunk.errors:
         errors.append(chunk.error(name, row, line, fld, message))
     unknown = _unknown(conn, Borrower.id, sorted(set(chunk.borrower_ids)))
+    refused: set[int] = set()
+    if unknown:  # rare: the usual chunk skips this loop altogether
+        for k, borrower_id in enumerate(chunk.borrower_ids):
+            if borrower_id in unknown:
+                refused.add(k)
+                errors.append(chunk.error(name, chunk.rows[k], chunk.lines[k], "borrower_id",
+                                          f"unknown borrower {borrower_id!r}"))
     stored = _existing(conn, Loan.id, Loan.content_hash, chunk.ids)
-    fresh: list[int] = []
-    in_chunk: dict[str, str] = {}
-    for k, loan_id in enumerate(chunk.ids):
-        if unknown and chunk.borrower_ids[k] in unknown:
-            errors.append(chunk.error(name, chunk.rows[k], chunk.lines[k], "borrower_id",
-                                      f"unknown borrower {chunk.borrower_ids[k]!r}"))
-            continue
-        before = stored.get(loan_id) or in_chunk.get(loan_id)
-        if before is None:
-            in_chunk[loan_id] = chunk.hashes[k]
-            fresh.append(k)
-        elif before == chunk.hashes[k]:
-            report.unchanged += 1
-        else:
-            errors.append(chunk.error(name, chunk.rows[k], chunk.lines[k], "loan_id",
-                                      f"loan {loan_id!r} already exists with different content"))
+    fresh = dedupe(chunk.ids, chunk.hashes, stored, "loan", report, errors,
+                   lambda k: chunk.where(name, chunk.rows[k], chunk.lines[k]), refused)
     if errors or not fresh:
         return
     everything = len(fresh) == len(chunk.ids)
