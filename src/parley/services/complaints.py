@@ -98,12 +98,17 @@ def _deadline(ctx: Context, conn: Connection, jurisdiction: str, filed_at: datet
 
 
 def _pack_honours_complaint_hold(jurisdiction: str) -> bool:
-    try:
-        from parley.services.gate_check import load_pack
+    """Whether this complaint should place a hold: when the jurisdiction's pack has a rule that
+    honours it. No pack for the jurisdiction must not stop a complaint being filed, so then
+    the hold is placed (failing towards protecting the borrower). A pack that exists but is
+    broken is not "no pack": that raises, and the complaint is not filed until it is fixed,
+    rather than its hold being decided by a guess."""
+    from parley.services.gate_check import UnknownPack, load_pack
 
+    try:
         pack = load_pack(jurisdiction)
-    except InvalidInput:  # an unknown pack must not stop a complaint being filed
-        return True  # fail towards protecting the borrower
+    except UnknownPack:
+        return True
     return any(
         r.kind == "hold_blocks" and r.raw_params.get("hold") == "complaint_investigation"
         for r in pack.rules

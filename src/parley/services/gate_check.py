@@ -52,12 +52,19 @@ AGREEMENT_STATUSES = frozenset({"active", "broken", "completed", "cancelled", "p
 # --- packs ---------------------------------------------------------------------------------
 
 
+class UnknownPack(InvalidInput):
+    """There is no rule pack by this id. A pack that exists but is broken (bad YAML shape, a bad
+    rule, a missing parent, a cycle) raises a plain InvalidInput instead, so a caller that can
+    go on without a pack (a complaint placing its hold anyway) catches only this and a broken
+    pack still stops it. A subclass, so callers catching InvalidInput see no change."""
+
+
 def _read_pack_doc(pack_id: str) -> dict[str, Any]:
     if not isinstance(pack_id, str) or not pack_id or "/" in pack_id or "." in pack_id:
-        raise InvalidInput(f"invalid pack id {pack_id!r}", record=RECORD, field="pack")
+        raise UnknownPack(f"invalid pack id {pack_id!r}", record=RECORD, field="pack")
     res = resources.files("parley").joinpath("packs", f"{pack_id}.yaml")
     if not res.is_file():
-        raise InvalidInput(f"no rule pack {pack_id!r}", record=RECORD, field="pack")
+        raise UnknownPack(f"no rule pack {pack_id!r}", record=RECORD, field="pack")
     doc = yaml.safe_load(res.read_text(encoding="utf-8"))
     if not isinstance(doc, dict):
         raise InvalidInput(f"pack {pack_id!r} is not a mapping", record=f"pack {pack_id}")
@@ -66,18 +73,27 @@ def _read_pack_doc(pack_id: str) -> dict[str, Any]:
 
 @lru_cache(maxsize=32)
 def load_pack(pack_id: str) -> RulePack:
-    """The composed, validated pack ``pack_id`` from parley/packs/<id>.yaml (parents first)."""
+    """The composed, validated pack ``pack_id`` from parley/packs/<id>.yaml (parents first).
+    UnknownPack when there is no pack ``pack_id``; InvalidInput when it is broken."""
     chain: list[dict[str, Any]] = []
     seen: set[str] = set()
     current: str | None = pack_id
+    child = pack_id
     while current is not None:
         if current in seen:
             raise InvalidInput(f"pack inheritance cycle at {current!r}", record=f"pack {pack_id}")
         seen.add(current)
-        doc = _read_pack_doc(current)
+        try:
+            doc = _read_pack_doc(current)
+        except UnknownPack as exc:
+            if not chain:
+                raise
+            # a parent that does not exist makes the pack naming it broken, not unknown
+            raise InvalidInput(f"extends unknown pack {current!r}", record=f"pack {child}",
+                               field="extends") from exc
         chain.append(doc)
         ext = doc.get("extends")
-        current = ext if isinstance(ext, str) else None
+        child, current = current, ext if isinstance(ext, str) else None
     pack: RulePack | None = None
     try:
         for doc in reversed(chain):
