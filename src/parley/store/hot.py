@@ -52,9 +52,9 @@ class _Form:
 
     def arguments(self, params: Mapping[str, Any]) -> Any:
         values = []
-        for name, proc, fixed in self.binds:
+        for name, proc, fixed in self.binds:  # a fixed value was processed when compiled
             value = params[name] if fixed is _FROM_PARAMS else fixed
-            values.append(proc(value) if proc is not None and fixed is _FROM_PARAMS else value)
+            values.append(value if proc is None else proc(value))
         if self.positional:
             return tuple(values)
         return {name: v for (name, _p, _f), v in zip(self.binds, values, strict=True)}
@@ -107,7 +107,7 @@ class Hot:
             return
         form = self._form(conn.dialect, tuple(params[0]))
         args = [form.arguments(p) for p in params]
-        self._call(conn, form, lambda raw: _cursor(raw).executemany(form.sql, args), args)
+        self._call(conn, form, lambda raw: raw.cursor().executemany(form.sql, args), args)
 
     # ---------------------------------------------------------------- internals
 
@@ -162,7 +162,3 @@ class Hot:
         results: list[Processor] = [
             c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
         return _Form(compiled.string, dialect.positional, binds, results)
-
-
-def _cursor(raw: Any) -> Any:
-    return raw.cursor()
