@@ -4,6 +4,7 @@ Administrators only; every form needs its CSRF token; every change is on the aud
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -118,6 +119,39 @@ def test_a_compliance_officer_created_here_gets_an_authenticator_secret_once(web
     assert "otpauth://totp/Parley:li" in r.text
     assert secret not in web.get("/admin/staff").text  # never shown again
     assert auth.staff_totp_secret(world.ctx, _id_of(world, "li")) == secret
+
+
+def _modules(svg: str) -> set[tuple[int, int]]:
+    """The dark modules of a segno SVG path ('M x y.5' then 'hN' runs and 'm dx dy' moves)."""
+    d = re.search(r'class="qrline"[^>]* d="([^"]+)"', svg).group(1)  # type: ignore[union-attr]
+    dark: set[tuple[int, int]] = set()
+    x = y = 0.0
+    for op, a, b in re.findall(r"([MmHh])(-?[\d.]+)(?:\s+(-?[\d.]+))?", d.replace("M", " M")):
+        if op == "M":
+            x, y = float(a), float(b)
+        elif op == "m":
+            x, y = x + float(a), y + float(b)
+        else:
+            dark.update((int(x) + k, int(y)) for k in range(int(a)))
+            x += int(a)
+    return dark
+
+
+def test_the_authenticator_code_on_the_page_encodes_the_address_shown_with_it(
+        web, world: World) -> None:
+    import segno
+
+    csrf = sign_in_staff(web, world, "admin")
+    r = web.post("/admin/staff", data={"username": "li", "role": "compliance_officer",
+                                       "languages": ["zh-Hans"], "csrf_token": csrf})
+    uri = html.unescape(re.search(r'<code class="receipt">(otpauth://[^<]+)</code>',
+                                  r.text).group(1))  # type: ignore[union-attr]
+    figure = re.search(r'<figure id="totp-qr">(.*?)</figure>', r.text, re.S).group(1)  # type: ignore[union-attr]
+    qr = segno.make(uri, error="m")
+    want = {(x + 4, y + 4) for y, row in enumerate(qr.matrix) for x, v in enumerate(row) if v}
+    assert _modules(figure) == want  # what an authenticator app scans is the shown address
+    assert "扫描" in figure  # the caption, in the administrator's language
+    assert "totp-qr" not in web.get("/admin/staff").text  # shown once, with the secret
 
 
 def _id_of(world: World, username: str) -> str:
