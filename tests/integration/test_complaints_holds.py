@@ -90,3 +90,21 @@ def test_load_pack_tells_an_unknown_pack_from_a_broken_one(packs: dict[str, dict
         if field:
             assert err.value.field == field
     assert "extends unknown pack 'NOPE'" in str(pytest.raises(InvalidInput, load_pack, "ZP").value)
+
+
+def test_other_pack_fallbacks_take_the_default_only_when_there_is_no_pack(
+        packs: dict[str, dict[str, Any]]) -> None:
+    """The daily run's lawful hours and the visit's collector count use the default pack for
+    a jurisdiction without one, and refuse to guess for a broken one."""
+    from parley.services.appointments import collectors_required
+    from parley.services.daily_run import lawful_hours
+
+    assert lawful_hours(NO_PACK, "call", "CN") == lawful_hours("CN", "call", "CN")
+    assert collectors_required(NO_PACK, "visit", "CN") == collectors_required("CN", "visit", "CN")
+    packs[NO_PACK] = _broken(NO_PACK)
+    load_pack.cache_clear()
+    for fallback in (lambda: lawful_hours(NO_PACK, "call", "CN"),
+                     lambda: collectors_required(NO_PACK, "visit", "CN")):
+        with pytest.raises(InvalidInput) as err:
+            fallback()
+        assert not isinstance(err.value, UnknownPack)

@@ -76,12 +76,13 @@ def _bad(field: str, message: str) -> InvalidInput:
 
 
 def collectors_required(jurisdiction: str, channel: str, default_jurisdiction: str) -> int:
-    """How many identified collectors the pack wants for ``channel`` (at least 1)."""
-    from parley.services.gate_check import load_pack
+    """How many identified collectors the pack wants for ``channel`` (at least 1); the
+    default pack's when the jurisdiction has none, an error when its pack is broken."""
+    from parley.services.gate_check import UnknownPack, load_pack
 
     try:
         pack = load_pack(jurisdiction)
-    except InvalidInput:
+    except UnknownPack:
         pack = load_pack(default_jurisdiction)
     need = 1
     for rule in pack.rules:

@@ -303,12 +303,13 @@ def _local(z: ZoneInfo, day: date, minute: int) -> datetime:
 
 def lawful_hours(jurisdiction: str, channel: str, default_jurisdiction: str) -> tuple[int, int]:
     """[start, end) minutes of local time the pack allows for ``channel`` (the intersection of
-    its ``local_hours`` rules); (0, 1440) when the pack has none."""
-    from parley.services.gate_check import load_pack
+    its ``local_hours`` rules); (0, 1440) when the pack has none. A jurisdiction with no pack
+    gets the default one's; a broken pack raises rather than lend its accounts other hours."""
+    from parley.services.gate_check import UnknownPack, load_pack
 
     try:
         pack = load_pack(jurisdiction)
-    except InvalidInput:
+    except UnknownPack:
         pack = load_pack(default_jurisdiction)
     lo, hi = 0, 1440
     for rule in pack.rules:
