@@ -384,6 +384,29 @@ def test_a_permit_for_another_agencys_case_answers_like_a_missing_one(api, world
     assert theirs.json()["error"]["message"].replace("L2", "X") == missing.json()["error"]["message"].replace("L404", "X")
 
 
+def test_a_call_from_the_borrower_is_recorded_and_counts_as_a_conversation(
+        api, world: World) -> None:
+    from parley.core.gate import Channel, ContactRequest, Purpose, Role
+    from parley.services.facts import load_facts
+
+    r = api.post("/api/v1/gate/inbound", headers=key(world),
+                 json={"loan_id": "L1", "channel": "call", "sender": "+86 138 0013 8000",
+                       "spoke": True, "notes": "asked for a plan"})
+    assert r.status_code == 201, r.text
+    assert r.json()["from_masked"].endswith("8000") and "****" in r.json()["from_masked"]
+    now = world.ctx.clock.now()
+    with world.ctx.db.read() as conn:
+        req = ContactRequest(now, Channel.CALL, "B1", Role.BORROWER, "", Purpose.COLLECTION)
+        history = load_facts(conn, world.ctx, "B1", req, now).history
+    assert [(h.initiated_by, str(h.result)) for h in history] == [("consumer", "conversation")]
+    bad = api.post("/api/v1/gate/inbound", headers=key(world),
+                   json={"loan_id": "L1", "channel": "sms", "sender": "not a number"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "from"
+    theirs = api.post("/api/v1/gate/inbound", headers=key(world, "agency-a1"),
+                      json={"loan_id": "L2", "channel": "call"})
+    assert theirs.status_code == 404  # another agency's case, as if missing
+
+
 def test_a_bad_permit_request_names_the_field(api, world: World) -> None:
     r = api.post("/api/v1/gate/permits", json={"loan_id": "L1", "channel": "pigeon"}, headers=key(world))
     assert r.status_code == 422 and r.json()["error"]["field"].endswith("channel")

@@ -20,6 +20,7 @@ from parley.services.permits import (
     check_json,
     end_hold,
     place_hold,
+    record_inbound,
     record_outcome,
     request_permit,
 )
@@ -225,6 +226,79 @@ def test_an_opt_out_denies_that_channel_only(ctx: Context) -> None:
                                    text="您的还款计划第一期将于明天到期。"))
     assert not sms.allowed and "cn.opt-out" in sms.decision.rule_ids("deny")
     assert request_permit(ctx, call()).allowed
+
+
+def test_a_message_the_borrower_sends_after_opting_out_may_be_answered_once(
+        ctx: Context) -> None:
+    seed_borrower(ctx, "B1", jurisdiction="US", phone=US_PHONE, timezone="America/New_York")
+    at_local(ctx, 2026, 3, 2, 9, zone="America/New_York")
+    add_opt_out(ctx, "B1", "sms")
+    reply = call(channel="sms", text="We received your message.")
+    at_local(ctx, 2026, 3, 2, 10, zone="America/New_York")
+    assert "us.opt-out" in request_permit(ctx, reply).decision.rule_ids("deny")
+    at_local(ctx, 2026, 3, 2, 11, zone="America/New_York")
+    got = record_inbound(ctx, "B1", "sms", sender=" +1 617-555-0123 ", notes="please call back")
+    assert got.to_masked == mask_phone(US_PHONE)
+    at_local(ctx, 2026, 3, 2, 12, zone="America/New_York")
+    first = request_permit(ctx, reply)
+    assert first.allowed, first.decision.rule_ids("deny")
+    assert "us.opt-out" in first.decision.rule_ids("allow")
+    at_local(ctx, 2026, 3, 2, 13, zone="America/New_York")
+    assert "us.opt-out" in request_permit(ctx, reply).decision.rule_ids("deny")  # once
+    with ctx.db.read() as conn:
+        row = conn.execute(select(ContactAttempt.direction, ContactAttempt.initiated_by,
+                                  ContactAttempt.decision_id).where(
+            ContactAttempt.id == got.attempt_id)).one()
+        kinds = conn.execute(select(AuditLog.kind).where(AuditLog.borrower_id == "B1")
+                             .order_by(AuditLog.seq)).scalars().all()
+    assert tuple(row) == ("inbound", "consumer", None)
+    assert "contact.inbound" in kinds
+    # the decision log replays with the opt-out's date
+    with ctx.db.read() as conn:
+        payload = conn.execute(select(AuditLog.payload).where(
+            AuditLog.id == first.decision_id)).scalar_one()
+    replayed, _ = replay_decision(json.loads(payload))
+    assert replayed.allowed and replayed.rule_ids("allow") == first.decision.rule_ids("allow")
+
+
+def test_their_calls_never_count_as_attempts_but_a_conversation_in_one_does(
+        ctx: Context) -> None:
+    """Reg F FAQ: incoming calls do not count toward 7-in-7, but a conversation in one starts
+    the seven days after a conversation."""
+    seed_borrower(ctx, "B1", jurisdiction="US", phone=US_PHONE, timezone="America/New_York")
+    at_local(ctx, 2026, 3, 2, 9, zone="America/New_York")
+    for _ in range(8):  # eight calls from them that reached nobody
+        record_inbound(ctx, "B1", "call", sender=US_PHONE)
+    at_local(ctx, 2026, 3, 2, 10, zone="America/New_York")
+    assert request_permit(ctx, call()).allowed
+    record_inbound(ctx, "B1", "call", sender=US_PHONE, spoke=True)
+    at_local(ctx, 2026, 3, 3, 10, zone="America/New_York")
+    assert "us.after-conversation" in request_permit(ctx, call()).decision.rule_ids("deny")
+
+
+@pytest.mark.parametrize(("kw", "field"), [
+    ({"channel": "visit"}, "channel"), ({"channel": "fax"}, "channel"),
+    ({"sender": "call me maybe"}, "from"), ({"channel": "email", "sender": "nobody"}, "from"),
+    ({"third_party_id": "7"}, "third_party_id"), ({"notes": "x" * 2001}, "notes"),
+])
+def test_bad_inbound_input_is_refused_by_name_and_records_nothing(
+        ctx: Context, kw: dict[str, object], field: str) -> None:
+    seed_borrower(ctx, "B1")
+    args: dict[str, object] = {"channel": "sms", "sender": CN_PHONE, **kw}
+    channel = args.pop("channel")
+    with pytest.raises(InvalidInput) as err:
+        record_inbound(ctx, "B1", channel, **args)  # type: ignore[arg-type]
+    assert err.value.field == field
+    assert count(ctx, ContactAttempt) == 0 and count(ctx, AuditLog) == 0
+
+
+def test_inbound_from_an_unknown_person_is_not_found(ctx: Context) -> None:
+    seed_borrower(ctx, "B1")
+    with pytest.raises(NotFound):
+        record_inbound(ctx, "B9", "call")
+    with pytest.raises(NotFound):
+        record_inbound(ctx, "B1", "call", third_party_id=4242)
+    assert count(ctx, ContactAttempt) == 0 and count(ctx, AuditLog) == 0
 
 
 def test_a_third_party_who_refused_is_never_contacted_again(ctx: Context) -> None:

@@ -638,6 +638,21 @@ def log_outcome(ctx: Context, actor: Actor, loan_id: str, attempt_id: int, *, re
     return {"status": "ok", "attempt_id": out.attempt_id, "result": out.result}
 
 
+def log_inbound(ctx: Context, actor: Actor, loan_id: str, *, channel: str,
+                sender: str | None = None, spoke: bool = False,
+                notes: str = "") -> dict[str, Any]:
+    """Record a contact the borrower started about a visible loan — their call reached this
+    collector, or their SMS or e-mail arrived (``permits.record_inbound``): history the gate
+    reads, e.g. for the one reply Reg F allows through a medium they opted out of."""
+    require_role(actor, CALL_ROLES)
+    borrower_id = check_loan_visible(ctx, actor, loan_id)
+    from parley.services.permits import record_inbound
+
+    out = record_inbound(ctx, borrower_id, channel, sender=sender, loan_id=loan_id, spoke=spoke,
+                         notes=notes.strip(), by=actor.id)
+    return {"status": "ok", "attempt_id": out.attempt_id, "from_masked": out.to_masked}
+
+
 def quote_plans(ctx: Context, actor: Actor, loan_id: str, *, monthly: str = "") -> dict[str, Any]:
     """Plans for this loan, optionally for what the borrower can pay per month (the
     agreements service's quote: every plan the policy allows, and why others do not fit)."""

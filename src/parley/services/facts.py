@@ -147,7 +147,7 @@ SQL_THIRD = Hot(select(_tp.c.id, _tp.c.e164_index, _tp.c.masked, _tp.c.timezones
     _tp.c.id == bindparam("tpid"), _tp.c.borrower_id == bindparam("bid")))
 SQL_HOLDS = Hot(select(_h.c.kind, _h.c.loan_id, _h.c.started_at).where(
     _h.c.borrower_id == bindparam("bid"), _h.c.ended_at.is_(None)))
-SQL_OPT_OUTS = Hot(select(_o.c.channel, _o.c.address_index, _o.c.third_party_id).where(
+SQL_OPT_OUTS = Hot(select(_o.c.channel, _o.c.address_index, _o.c.third_party_id, _o.c.created_at).where(
     _o.c.borrower_id == bindparam("bid"), _o.c.revoked_at.is_(None)))
 SQL_PREFS = Hot(select(_p.c.kind, _p.c.params).where(
     _p.c.borrower_id == bindparam("bid"), _p.c.revoked_at.is_(None)))
@@ -403,11 +403,11 @@ def _history_from_json(r: list[Any]) -> tuple[Any, ...]:
 
 def _opt_outs(rows: list[Any]) -> tuple[OptOut, ...]:
     out: list[OptOut] = []
-    for channel, index, _tp in rows:
+    for channel, index, _tp, since in rows:
         if channel == OPT_OUT_ALL:
-            out.extend(OptOut(c) for c in Channel)
+            out.extend(OptOut(c, None, since) for c in Channel)
         else:
-            out.append(OptOut(Channel(channel), index or None))
+            out.append(OptOut(Channel(channel), index or None, since))
     return tuple(out)
 
 
@@ -466,7 +466,7 @@ def facts_json(f: Facts) -> dict[str, Any]:
     out: dict[str, Any] = {
         "person": {"id": p.id, "role": str(p.role), "zones": list(p.candidate_zones),
                    "holds": _holds_json(p.holds),
-                   "opt_outs": [[str(o.channel), o.to] for o in p.opt_outs],
+                   "opt_outs": [[str(o.channel), o.to, _t(o.since)] for o in p.opt_outs],
                    "windows": [[w.start.strftime("%H:%M"), w.end.strftime("%H:%M")]
                                for w in p.inconvenient_times],
                    "refused": p.refused, "requested_contact": p.requested_contact},
@@ -500,7 +500,9 @@ def facts_from_json(d: dict[str, Any]) -> Facts:
     person = PersonFacts(
         id=p["id"], role=p["role"], candidate_zones=tuple(p["zones"]),
         holds=_holds_from(p["holds"]),
-        opt_outs=tuple(OptOut(c, t) for c, t in p["opt_outs"]),
+        # decisions logged before opt-outs carried their date have two items
+        opt_outs=tuple(OptOut(o[0], o[1], _pt(o[2]) if len(o) > 2 else None)
+                       for o in p["opt_outs"]),
         inconvenient_times=tuple(LocalWindow(time.fromisoformat(a), time.fromisoformat(b))
                                  for a, b in p["windows"]),
         refused=p["refused"], requested_contact=p["requested_contact"])

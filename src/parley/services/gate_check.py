@@ -257,7 +257,8 @@ def _opt_outs(value: Any, field: str) -> tuple[OptOut, ...]:
         else:
             m = _obj(o, path)
             out.append(OptOut(_enum(Channel, m.get("channel"), f"{path}.channel"),
-                              _str(m.get("to"), f"{path}.to", optional=True)))
+                              _str(m.get("to"), f"{path}.to", optional=True),
+                              _instant(m.get("since"), f"{path}.since", optional=True)))
     return tuple(out)
 
 

@@ -27,6 +27,7 @@ import phonenumbers
 from sqlalchemy import Connection, bindparam, select, text
 from sqlalchemy.exc import IntegrityError
 
+from parley.adapters.crypto import mask_phone
 from parley.core.gate import (
     CallResult,
     Channel,
@@ -49,6 +50,7 @@ from parley.services.audit import (
 from parley.services.facts import (
     OPT_OUT_ALL,
     SQL_ADDRESS,
+    SQL_THIRD,
     BorrowerRow,
     Contactable,
     compact_decision,
@@ -502,6 +504,85 @@ def record_outcome(ctx: Any, attempt_id: int, result: str, *, recording_ref: str
             actor=by or "system", borrower_id=borrower.id, subject=att.loan_id or "",
             outcome=str(res), key=_key(ctx))
         return OutcomeRecorded(attempt_id, str(res), audit_id)
+
+    return _run(ctx, conn, work)
+
+
+# --- contacts the person started -------------------------------------------------------------
+
+INBOUND_CHANNELS = (Channel.CALL, Channel.SMS, Channel.EMAIL)
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecorded:
+    attempt_id: int
+    audit_id: int
+    to_masked: str
+
+
+def record_inbound(ctx: Any, borrower_id: str, channel: str, *, sender: str | None = None,
+                   loan_id: str | None = None, third_party_id: int | None = None,
+                   spoke: bool = False, notes: str = "", by: str = "system",
+                   conn: Connection | None = None) -> InboundRecorded:
+    """Put on the record a contact the person started: a call they made, an SMS or e-mail
+    they sent. Nothing is decided (it already happened), so it is not a permit; it is
+    history the gate reads — consumer-initiated calls never count as attempts, and under
+    Reg F § 1006.14(h)(2)(ii) a person who opted out of a medium and then uses it may be
+    answered once through it — and an entry on the borrower's audit chain.
+
+    sender: the number or address they used (None = not known; an opt-out of one address
+    then never counts it as coming from there). spoke: a call that reached someone (its
+    result is ``conversation``). InvalidInput names the field; NotFound for an unknown
+    borrower or third party."""
+    ch = _enum(Channel, channel, "channel")
+    if ch not in INBOUND_CHANNELS:
+        raise _bad("channel", f"one of {', '.join(str(c) for c in INBOUND_CHANNELS)}")
+    if third_party_id is not None and (isinstance(third_party_id, bool)
+                                       or not isinstance(third_party_id, int)):
+        raise _bad("third_party_id", "expected an integer")
+    if len(notes) > 2000:
+        raise _bad("notes", "at most 2000 characters")
+    index = masked = ""
+    if sender is not None and sender.strip():
+        if ch is Channel.EMAIL:
+            index = sender.strip().lower()
+            if "@" not in index:
+                raise _bad("from", f"not an e-mail address: {sender!r}")
+            masked = mask_email(index)
+        else:
+            try:
+                number = _e164(sender)
+            except InvalidInput:
+                raise _bad("from", f"not an E.164 phone number: {sender!r}") from None
+            index, masked = ctx.keyring.blind_index(number, "phone"), mask_phone(number)
+
+    def work(conn: Connection) -> InboundRecorded:
+        borrower = read_borrower(conn, borrower_id, lock=True)
+        if third_party_id is not None and SQL_THIRD.first(
+                conn, {"tpid": third_party_id, "bid": borrower.id}) is None:
+            raise NotFound(f"no third party {third_party_id} of borrower {borrower.id!r}")
+        now = ctx.clock.now()
+        role = Role.BORROWER if third_party_id is None else Role.THIRD_PARTY
+        values = {
+            "borrower_id": borrower.id, "loan_id": loan_id, "person_role": str(role),
+            "third_party_id": third_party_id, "channel": str(ch), "to_index": index,
+            "to_masked": masked, "purpose": str(Purpose.COLLECTION), "direction": "inbound",
+            "initiated_by": "consumer", "at": now, "collector_id": None, "agency_id": None,
+            "badge": None, "template_id": None, "content": "", "consent_until": None,
+            "result": str(CallResult.CONVERSATION) if ch is Channel.CALL and spoke else None,
+            "result_at": now if ch is Channel.CALL and spoke else None, "recording_ref": None,
+            "notes": notes, "queue_item_id": None, "decision_id": None, "idempotency_key": None,
+        }
+        attempt_id = int(SQL_ATTEMPT_INSERT.one(conn, values)[0])
+        audit_id, _, _ = append_at_head(
+            conn, chain_key=borrower.id, head_seq=borrower.audit_seq,
+            head_hash=borrower.audit_head, kind="contact.inbound",
+            payload={"attempt_id": attempt_id, "channel": str(ch), "from_masked": masked,
+                     "person_role": str(role), "third_party_id": third_party_id,
+                     "loan_id": loan_id, "spoke": spoke, "notes": notes},
+            at=now, actor=by or "system", borrower_id=borrower.id, subject=loan_id or "",
+            outcome="inbound", key=_key(ctx))
+        return InboundRecorded(attempt_id, audit_id, masked)
 
     return _run(ctx, conn, work)
 

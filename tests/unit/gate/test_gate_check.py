@@ -92,11 +92,25 @@ def test_third_party_scenario_with_borrower_block():
      "agreements[0].starts_on"),
     ({"pack": "ZZ"}, "pack"),
     ({"person": "ann"}, "person"),
+    ({"person__opt_outs": [{"channel": "sms", "since": "last week"}]}, "person.opt_outs[0].since"),
 ])
 def test_malformed_fields_are_named(changes, field):
     with pytest.raises(InvalidInput) as err:
         check_scenario(scenario(**changes), None)
     assert err.value.field == field
+
+
+def test_a_reply_to_a_message_through_an_opted_out_medium_in_a_scenario():
+    doc = scenario(person__opt_outs=[{"channel": "sms", "since": "2026-03-01T09:00:00-05:00"}],
+                   history=[], request__channel="sms")
+    assert check_scenario(doc, None)["decision"] == "deny"
+    doc["history"] = [{"at": "2026-03-09T18:00:00-04:00", "channel": "sms",
+                       "to": "+12125550100", "debt": "D1", "result": None,
+                       "initiated_by": "consumer"}]
+    out = check_scenario(doc, None)
+    assert out["decision"] == "allow"
+    assert {"rule": "us.opt-out", "effect": "allow"}.items() <= next(
+        r for r in out["reasons"] if r["rule"] == "us.opt-out").items()
 
 
 def test_cli_prints_decision_json(tmp_path, monkeypatch):

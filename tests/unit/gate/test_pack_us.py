@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from parley.core.gate import (
     AgreementFact,
     BorrowerFacts,
     CallResult,
     Channel,
+    ContactRecord,
     Hold,
     HoldKind,
     OptOut,
@@ -22,6 +25,7 @@ from parley.core.gate import (
 from tests.unit.gate.support import (
     LA,
     NY,
+    SH,
     assert_allowed,
     assert_denied_by,
     at,
@@ -335,6 +339,89 @@ def test_opt_out_of_one_number_only():
                      "us.opt-out")
     assert_allowed(check(P, request(at(NY, 2026, 3, 3, 12), channel=Channel.SMS,
                                     to="+12125550101"), f))
+
+
+# Reg F § 1006.14(h)(2)(ii): a person who opted out of a medium and then uses it may be
+# answered once through it.
+OPTED = at(NY, 2026, 3, 2, 9)
+
+
+def sms(when, *, by: str = "collector", to: str = "+12125550100") -> ContactRecord:
+    return call(when, None, channel=Channel.SMS, initiated_by=by, to=to)
+
+
+def _opt_out_effect(decision) -> str | None:
+    return next((f.effect for f in decision.reasons if f.rule_id == "us.opt-out"), None)
+
+
+def test_after_an_opt_out_a_message_from_the_person_may_be_answered_once():
+    optout = OptOut(Channel.SMS, None, OPTED)
+    inbound = sms(at(NY, 2026, 3, 3, 11), by="consumer")
+    req = request(at(NY, 2026, 3, 3, 12), channel=Channel.SMS)
+    d = check(P, req, facts(opt_outs=(optout,), history=(inbound,)))
+    assert_allowed(d)
+    finding = next(f for f in d.reasons if f.rule_id == "us.opt-out")
+    assert finding.effect == "allow" and finding.params["responding_to"] == inbound.at.isoformat()
+    answered = (inbound, sms(at(NY, 2026, 3, 3, 12)))
+    later = request(at(NY, 2026, 3, 3, 15), channel=Channel.SMS)
+    assert_denied_by(check(P, later, facts(opt_outs=(optout,), history=answered)), "us.opt-out")
+    again = (*answered, sms(at(NY, 2026, 3, 4, 10), by="consumer"))  # they write again
+    assert_allowed(check(P, request(at(NY, 2026, 3, 4, 11), channel=Channel.SMS),
+                         facts(opt_outs=(optout,), history=again)))
+
+
+@pytest.mark.parametrize("case", ["before the opt-out", "date unknown", "other medium",
+                                  "other number", "no inbound"])
+def test_no_reply_through_an_opted_out_medium_without_a_message_through_it_since(case: str):
+    optout = OptOut(Channel.SMS, "+12125550100" if case == "other number" else None,
+                    None if case == "date unknown" else OPTED)
+    inbound = {
+        "before the opt-out": sms(at(NY, 2026, 3, 1, 11), by="consumer"),
+        "date unknown": sms(at(NY, 2026, 3, 3, 11), by="consumer"),
+        "other medium": call(at(NY, 2026, 3, 3, 11), CallResult.CONVERSATION,
+                             initiated_by="consumer"),
+        "other number": sms(at(NY, 2026, 3, 3, 11), by="consumer", to="+12125550199"),
+        "no inbound": sms(at(NY, 2026, 3, 3, 11)),  # our own message does not open it
+    }[case]
+    d = check(P, request(at(NY, 2026, 3, 3, 12), channel=Channel.SMS),
+              facts(opt_outs=(optout,), history=(inbound,)))
+    assert_denied_by(d, "us.opt-out")
+
+
+def test_packs_without_the_exception_still_deny_the_reply():
+    inbound = call(at(SH, 2026, 3, 3, 11), None, channel=Channel.SMS, initiated_by="consumer",
+                   to="+8613800138000")
+    f = facts("CN", opt_outs=(OptOut(Channel.SMS, None, at(SH, 2026, 3, 2, 9)),),
+              history=(inbound,))
+    assert_denied_by(check("CN", request(at(SH, 2026, 3, 3, 12), "CN", channel=Channel.SMS), f),
+                     "cn.opt-out")
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=st.lists(st.tuples(st.integers(0, 60 * 24 * 6), st.booleans()), max_size=25),
+       opted_at=st.integers(0, 60 * 24 * 3))
+def test_never_two_replies_to_one_message_and_none_without_one(events, opted_at):
+    """Walk a week: the person writes in (True) or we ask to write (False); every write we are
+    allowed is added to the history. Between two of their messages after the opt-out, at most
+    one of ours goes out; before their first one, none."""
+    start = at(NY, 2026, 3, 2, 0)
+    optout = OptOut(Channel.SMS, None, start + timedelta(minutes=opted_at))
+    history: list[ContactRecord] = []
+    since_theirs: int | None = None  # our replies since their latest message after the opt-out
+    for minutes, theirs in sorted(events):
+        when = start + timedelta(minutes=minutes, seconds=len(history))
+        if theirs:
+            history.append(sms(when, by="consumer"))
+            if when >= optout.since:
+                since_theirs = 0
+            continue
+        d = check(P, request(when, channel=Channel.SMS), facts(opt_outs=(optout,),
+                                                             history=tuple(history)))
+        if d.allowed:  # only through the exception: the medium is opted out of throughout
+            assert _opt_out_effect(d) == "allow"
+            assert since_theirs == 0, "a second reply, or one with nothing to answer"
+            since_theirs = 1
+            history.append(sms(when))
 
 
 def test_written_text_must_be_screened_and_clean():

@@ -176,13 +176,17 @@ class Hold:
 
 @dataclass(frozen=True, slots=True)
 class OptOut:
-    """The person asked not to be contacted by ``channel``; to None = at any address."""
+    """The person asked not to be contacted by ``channel``; to None = at any address.
+    since: when they asked (None = not known; a rule that needs it then assumes the worst)."""
 
     channel: Channel
     to: str | None = None
+    since: datetime | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel", Channel(self.channel))
+        if self.since is not None:
+            require_aware(self.since, "OptOut.since")
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from parley.core.gate.model import (
     Facts,
     Finding,
     HoldKind,
+    OptOut,
     Purpose,
     Role,
     Rule,
@@ -512,14 +513,45 @@ def active_agreement_blocks(ctx: Ctx, rule: Rule) -> tuple[Finding, ...]:
     )
 
 
-@_kind("channel_opt_out", {})
+@_kind("channel_opt_out", {"respond_once_to_inbound": Param(p_bool, False)})
 def channel_opt_out(ctx: Ctx, rule: Rule) -> tuple[Finding, ...]:
-    """No contact through a medium (or a specific address on it) the person opted out of."""
+    """No contact through a medium (or a specific address on it) the person opted out of.
+
+    respond_once_to_inbound: a person who reaches out through that medium after opting out
+    may be answered once through it (Reg F § 1006.14(h)(2)(ii)): allowed while their latest
+    contact through it, made after every opt-out that covers this one, is still unanswered
+    through that medium. An opt-out of unknown date never allows it."""
     req = ctx.request
-    for o in ctx.facts.person.opt_outs:
-        if o.channel is req.channel and (o.to is None or o.to == req.to):
-            return (finding(rule, "deny", {"channel": str(o.channel), "to": o.to}),)
-    return ()
+    covering = [o for o in ctx.facts.person.opt_outs
+                if o.channel is req.channel and (o.to is None or o.to == req.to)]
+    if not covering:
+        return ()
+    o = covering[0]
+    denied = finding(rule, "deny", {"channel": str(o.channel), "to": o.to})
+    if not rule.params["respond_once_to_inbound"] or any(c.since is None for c in covering):
+        return (denied,)
+    inbound = _unanswered_inbound(ctx, covering)
+    if inbound is None:
+        return (denied,)
+    return (finding(rule, "allow", {"channel": str(o.channel), "to": o.to,
+                                    "responding_to": inbound.at.isoformat()}),)
+
+
+def _unanswered_inbound(ctx: Ctx, covering: list[OptOut]) -> ContactRecord | None:
+    """The person's latest contact through the request's medium after every covering opt-out
+    (from an address each covers), if nothing went back to them through it since."""
+    req = ctx.request
+    since = max(o.since for o in covering if o.since is not None)
+    history = ctx.facts.history[: ctx.facts.history_until(req.at)]
+    latest: ContactRecord | None = None
+    for r in history:
+        if r.person_id != req.person_id or r.channel is not req.channel:
+            continue
+        if r.initiated_by != "consumer":
+            latest = None  # answered (or contacted) through the medium since
+        elif r.at >= since and all(o.to is None or o.to == r.to for o in covering):
+            latest = r
+    return latest
 
 
 @_kind(

@@ -63,6 +63,25 @@ def gate_permit(
         text=body.text, template_id=body.template_id, idempotency_key=body.idempotency_key, lang=lang)
 
 
+class InboundIn(Strict):
+    loan_id: Id
+    channel: Literal["call", "sms", "email"]
+    sender: str | None = Field(default=None, min_length=1, max_length=320,
+                               description="the number or e-mail address they used, if known")
+    spoke: bool = Field(default=False, description="a call of theirs that reached someone")
+    notes: str = Field(default="", max_length=2000)
+
+
+@router.post("/inbound", status_code=201)
+def gate_inbound(body: InboundIn, ctx: CtxDep, actor: ActorDep) -> dict[str, Any]:
+    """Record a contact the borrower started: their call, SMS or e-mail. Nothing is decided;
+    it is history the gate reads — their calls never count as attempts, a conversation in one
+    starts Regulation F's seven quiet days, and after opting out of a medium a message from
+    them through it may be answered once through it."""
+    return casework.log_inbound(ctx, actor, body.loan_id, channel=body.channel,
+                                sender=body.sender, spoke=body.spoke, notes=body.notes)
+
+
 @router.post("/attempts/{attempt_id}/outcome")
 def gate_outcome(
     attempt_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
