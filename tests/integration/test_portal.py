@@ -282,3 +282,28 @@ def test_the_desk_counts_contacts_per_business_day_by_channel(web, world: World)
     days = {d["day"]: d["channels"] for d in m["per_day"]}
     assert days == {"2026-03-01": {"call": 1, "sms": 1}, "2026-03-02": {"call": 1}}
     assert m["contacts_total"] == 3
+
+
+def test_a_collector_records_a_call_from_the_borrower_and_both_pages_show_it_as_theirs(
+        web, world: World) -> None:
+    csrf = sign_in_staff(web, world, "collector")
+    page = web.get("/cases/L1").text
+    assert 'action="/cases/L1/inbound"' in page
+    r = web.post("/cases/L1/inbound", data={"channel": "call", "sender": "+8613800138000",
+                                            "spoke": "true", "notes": "wants a plan",
+                                            "csrf_token": csrf})
+    assert r.status_code == 303 and r.headers["location"] == "/cases/L1#contacts"
+    contacts = web.get("/cases/L1").text.split('id="contacts"')[1]
+    assert "来自借款人" in contacts and "wants a plan" in contacts  # collector's language zh-Hans
+    with world.ctx.db.read() as conn:
+        row = conn.execute(select(ContactAttempt.direction, ContactAttempt.initiated_by,
+                                  ContactAttempt.result, ContactAttempt.collector_id)).one()
+    assert tuple(row) == ("inbound", "consumer", "conversation", None)
+    bad = web.post("/cases/L1/inbound", data={"channel": "pigeon", "csrf_token": csrf})
+    assert bad.status_code == 422 and "channel" in bad.text
+    with world.ctx.db.read() as conn:
+        assert len(conn.execute(select(ContactAttempt.id)).all()) == 1  # nothing more written
+    borrower = client(web.app)
+    sign_in_borrower(borrower, world)
+    mine = borrower.get("/portal").text.split('id="contacts"')[1]
+    assert "<td>您</td>" in mine.split("</section>")[0]  # their own call, in their language

@@ -412,6 +412,17 @@ def case_outcome(request: Request, ctx: CtxDep, session: Caller, loan_id: LoanId
     return render(request, "partials/outcome.html", out=out)
 
 
+@router.post("/cases/{loan_id}/inbound")
+def case_inbound(request: Request, ctx: CtxDep, session: Caller, loan_id: LoanId,
+                 channel: Annotated[str, Form(max_length=10)],
+                 sender: Annotated[str, Form(max_length=320)] = "",
+                 spoke: Annotated[bool, Form()] = False,
+                 notes: Annotated[str, Form(max_length=2000)] = "") -> Response:
+    casework.log_inbound(ctx, session.actor, loan_id, channel=channel, sender=sender or None,
+                         spoke=spoke, notes=notes)
+    return RedirectResponse(f"/cases/{loan_id}#contacts", status_code=303)
+
+
 @router.post("/cases/{loan_id}/notes")
 def case_note(request: Request, ctx: CtxDep, session: Caller, loan_id: LoanId,
               text: Annotated[str, Form(max_length=4000)]) -> Response:
