@@ -119,6 +119,32 @@ def test_the_api_returns_the_placements_and_referrals_with_the_loan(web, world: 
     assert plain["placements"] == [] and plain["legal_referrals"] == []  # imported with A2, no history
 
 
+def test_a_managers_key_recalls_a_placement_and_closes_a_referral_through_the_api(
+        web, world: World) -> None:
+    _, referral = history(world)
+    api = client(web.app)
+    lender = {"X-API-Key": world.keys["lender"]}
+    agency = {"X-API-Key": world.keys["agency-a1"]}
+    reason = {"reason": "the borrower agreed a plan"}
+    assert api.post("/api/v1/loans/L1/placement/recall", json={}, headers=lender
+                    ).json()["error"]["field"].endswith("reason")
+    assert api.post("/api/v1/loans/L1/placement/recall", json=reason,
+                    headers=agency).status_code == 403  # not a manager's key
+    r = api.post("/api/v1/loans/L1/placement/recall", json=reason, headers=lender)
+    assert r.status_code == 200, r.text
+    assert r.json()["agency_id"] == "A1" and r.json()["placement"]["end_reason"].endswith(reason["reason"])
+    assert api.post("/api/v1/loans/L1/placement/recall", json=reason,
+                    headers=lender).status_code == 409  # no longer placed
+    assert api.get("/api/v1/loans/L1", headers=agency).status_code == 404  # out of their sight
+    url = f"/api/v1/loans/L1/legal-referrals/{referral}/close"
+    assert api.post(f"/api/v1/loans/L2/legal-referrals/{referral}/close", json=reason,
+                    headers=lender).status_code == 404  # another loan's referral
+    closed = api.post(url, json=reason, headers=lender)
+    assert closed.status_code == 200 and closed.json()["status"] == "closed"
+    assert api.post(url, json=reason, headers=lender).status_code == 409
+    assert verify_audit(world.ctx).ok
+
+
 # --- recalling a placement ---------------------------------------------------------------------
 
 

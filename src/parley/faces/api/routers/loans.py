@@ -1,14 +1,17 @@
 """GET /api/v1/loans/{loan_id}: a loan, what is overdue and since when, its schedule, its agency
-placements and legal referrals."""
+placements and legal referrals; and the managers' two decisions on them: recall a placement,
+close a legal referral."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import asdict
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
+from pydantic import Field
 
 from parley.faces.api.deps import ActorDep
-from parley.faces.api.schemas import ERROR_RESPONSES, ID_PATTERN, LoanOut
+from parley.faces.api.schemas import ERROR_RESPONSES, ID_PATTERN, LoanOut, Strict
 from parley.faces.web.auth import CtxDep
 from parley.services import casework
 
@@ -23,3 +26,23 @@ def get_loan(loan_id: LoanId, ctx: CtxDep, actor: ActorDep) -> LoanOut:
     placed with another agency answers 404, exactly as a loan that does not exist; an
     agency-scoped caller sees only its own agency's placements."""
     return LoanOut.model_validate(casework.loan_view(ctx, actor, loan_id))
+
+
+class ReasonIn(Strict):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+@router.post("/{loan_id}/placement/recall")
+def recall_placement(loan_id: LoanId, body: ReasonIn, ctx: CtxDep, actor: ActorDep) -> dict[str, Any]:
+    """Recall the loan from its outside agency (委外): the placement ends now, the agency's
+    collectors no longer see the case, and the recall is audited on the borrower's chain.
+    Administrator, team-lead and strategy-manager keys; 409 when the loan is not placed."""
+    return asdict(casework.recall_case_placement(ctx, actor, loan_id, body.reason))
+
+
+@router.post("/{loan_id}/legal-referrals/{referral_id}/close")
+def close_referral(loan_id: LoanId, referral_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+                   body: ReasonIn, ctx: CtxDep, actor: ActorDep) -> dict[str, Any]:
+    """Close one of the loan's legal referrals, with the reason (audited). A referral of
+    another loan answers 404 like a missing one; 409 when it is already closed."""
+    return asdict(casework.close_case_referral(ctx, actor, loan_id, referral_id, body.reason))
