@@ -128,7 +128,8 @@ def _edit(world: World, staff_id: str, **changes: object) -> auth.StaffRecord:
     return auth.admin_update_staff(world.ctx, _admin(world), staff_id, **values)
 
 
-@pytest.mark.parametrize("capacity", ["lots", "", "  ", "3.5", "1001", "-1", "1e3", True, 2.0, None])
+@pytest.mark.parametrize("capacity", ["lots", "", "  ", "3.5", "1001", "-1", "1e3", "+5", "1_000",
+                                      "１０", True, 2.0, None])
 def test_the_service_refuses_a_bad_capacity_on_edit_by_name_and_changes_nothing(
         world: World, capacity: object) -> None:
     before = _record(world, "collector")

@@ -761,11 +761,9 @@ def _daily_capacity(value: int | str) -> int:
     """A daily capacity from an int or the text of a form or API field (surrounding spaces
     ignored), so every face passes what it was given and the rule lives here only."""
     number: object = value
-    if isinstance(value, str):
-        try:
-            number = int(value.strip())
-        except ValueError:
-            number = None
+    if isinstance(value, str):  # plain digits only: int() would also take "+5", "1_000", "１０"
+        text = value.strip()
+        number = int(text) if text.isascii() and text.isdigit() else None
     if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number <= 1000:
         raise InvalidInput("must be a whole number 0..1000", record="staff", field="daily_capacity")
     return number
