@@ -138,8 +138,25 @@ def test_statements_that_need_cores_machinery_are_refused(db: Database) -> None:
             Hot(insert(_t)).run(conn, {k: v for k, v in _row(1).items() if k != "tag"})
         with pytest.raises(TypeError, match="'id'"):
             HOT_GET.first(conn, {})
+        with pytest.raises(TypeError, match="nte"):  # a misspelt column is not dropped quietly
+            HOT_SET.run(conn, {"key": 1, "nte": "paid"})
 
 
 def test_a_hot_statement_outside_a_transaction_is_refused(db: Database) -> None:
     with db.engine.connect() as conn, pytest.raises(RuntimeError, match="inside a transaction"):
         HOT_GET.first(conn, {"id": 1})
+
+
+@pytest.mark.pg
+def test_a_lost_server_connection_is_invalidated_not_handed_out_again(pg_ctx) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import DBAPIError
+
+    db = pg_ctx.db
+    with pytest.raises(DBAPIError) as err, db.transaction() as conn:
+        pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with db.engine.connect() as other:
+            other.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        Hot(text("SELECT 1")).scalar(conn, {})
+    assert err.value.connection_invalidated
+    with db.read() as conn:  # the pool gives a live connection next
+        assert Hot(text("SELECT 1")).scalar(conn, {}) == 1

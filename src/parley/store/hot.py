@@ -16,7 +16,8 @@ A ``Hot`` statement keeps everything that makes Core safe and drops only the per
 - a driver error is raised as SQLAlchemy's ``DBAPIError`` subclass (``IntegrityError``,
   ``OperationalError``…), so retries and conflict handling see what they always saw.
 
-Rows come back as plain tuples (index them). Statements whose execution needs Core's
+Rows come back as plain tuples (index them). What it does not do: echo the SQL or fire
+``before/after_cursor_execute`` events (a listener counting statements does not see these). Statements whose execution needs Core's
 machinery are refused when first compiled: ``IN`` lists (Core renders them on every
 execution; write a fixed list as ``col = a OR col = b``), literal-rendered parameters, and
 inserts or updates that would fill column defaults in Python (pass every column instead).
@@ -125,8 +126,11 @@ class Hot:
         try:
             return work(raw)
         except dialect.loaded_dbapi.Error as exc:
+            lost = dialect.is_disconnect(exc, raw, None)
+            if lost:  # as Core does: the pool must not hand this connection out again
+                conn.invalidate(exc)
             raise DBAPIError.instance(form.sql, args, exc, dialect.loaded_dbapi.Error,
-                                      dialect=dialect) from exc
+                                      connection_invalidated=lost, dialect=dialect) from exc
 
     def _form(self, dialect: Dialect, keys: tuple[str, ...]) -> _Form:
         form = self._forms.get((dialect.name, keys))
@@ -144,6 +148,9 @@ class Hot:
             # Core renders these anew on every execution; write a fixed list as col = a OR ...
             raise TypeError("hot statements take no IN lists or literal-rendered parameters")
         names = list(compiled.positiontup or ()) if dialect.positional else list(compiled.binds)
+        unused = sorted(set(keys) - set(names))
+        if unused:  # Core says "unconsumed column names": a misspelt column must not pass
+            raise TypeError(f"hot statement does not use parameters {unused}")
         binds: list[tuple[str, Processor, Any]] = []
         for name in names:
             bind = compiled.binds[name]
