@@ -106,3 +106,4 @@ def test_a_short_csv_row_is_named_by_data_row_and_file_line(tmp_path):
             read(path)
         assert err.value.record == "short.csv row 2 (line 4)"
         assert err.value.message == "expected 2 fields, found 1"
+        assert err.value.field == ""  # the row as a whole, the same from both readers

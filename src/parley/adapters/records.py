@@ -80,9 +80,10 @@ def _read_csv(
 
 class RowError(ValueError):
     """A bad data row: ``row`` counts data rows from 1 (blank lines are not rows), ``line`` the
-    file's lines; ``field`` when one field is to blame."""
+    file's lines; ``field`` when one field is to blame ("" = the row as a whole, as
+    ``InvalidInput`` has it)."""
 
-    def __init__(self, row: int, line: int, message: str, field: str | None = None) -> None:
+    def __init__(self, row: int, line: int, message: str, field: str = "") -> None:
         super().__init__(message)
         self.row, self.line, self.message, self.field = row, line, message, field
 

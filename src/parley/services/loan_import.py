@@ -204,7 +204,7 @@ def chunk_from_range(path: Path, plan: RangePlan, start: int, end: int, enc: Enc
     try:
         _parse_into(chunk, reader, path.name, enc)
     except RowError as exc:  # a malformed line: the chunk stops there
-        chunk.stop = (exc.row, exc.line, exc.field or "", exc.message)
+        chunk.stop = (exc.row, exc.line, exc.field, exc.message)
     chunk.row_count, chunk.line_count = reader.rows, reader.lines
     return chunk
 
