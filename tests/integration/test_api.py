@@ -401,10 +401,13 @@ def test_a_call_from_the_borrower_is_recorded_and_counts_as_a_conversation(
     assert [(h.initiated_by, str(h.result)) for h in history] == [("consumer", "conversation")]
     bad = api.post("/api/v1/gate/inbound", headers=key(world),
                    json={"loan_id": "L1", "channel": "sms", "sender": "not a number"})
-    assert bad.status_code == 422 and bad.json()["error"]["field"] == "from"
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "sender"
     theirs = api.post("/api/v1/gate/inbound", headers=key(world, "agency-a1"),
                       json={"loan_id": "L2", "channel": "call"})
     assert theirs.status_code == 404  # another agency's case, as if missing
+    blank = api.post("/api/v1/gate/inbound", headers=key(world),
+                     json={"loan_id": "L1", "channel": "sms", "sender": ""})
+    assert blank.status_code == 201 and blank.json()["from_masked"] == ""  # not known
 
 
 def test_a_bad_permit_request_names_the_field(api, world: World) -> None:

@@ -280,6 +280,8 @@ def test_a_collector_may_not_open_the_compliance_desk_and_an_auditor_may_not_log
     csrf = sign_in_staff(auditor, world, "auditor")
     assert auditor.get("/desk").status_code == 200
     assert auditor.post("/cases/L1/notes", data={"text": "x", "csrf_token": csrf}).status_code == 403
+    assert auditor.post("/cases/L1/inbound", data={"channel": "call",
+                                                   "csrf_token": csrf}).status_code == 403
 
 
 def test_a_borrower_cannot_use_staff_pages_or_the_api(web, world: World) -> None:

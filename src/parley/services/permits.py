@@ -547,13 +547,13 @@ def record_inbound(ctx: Any, borrower_id: str, channel: str, *, sender: str | No
         if ch is Channel.EMAIL:
             index = sender.strip().lower()
             if "@" not in index:
-                raise _bad("from", f"not an e-mail address: {sender!r}")
+                raise _bad("sender", f"not an e-mail address: {sender!r}")
             masked = mask_email(index)
         else:
             try:
                 number = _e164(sender)
             except InvalidInput:
-                raise _bad("from", f"not an E.164 phone number: {sender!r}") from None
+                raise _bad("sender", f"not an E.164 phone number: {sender!r}") from None
             index, masked = ctx.keyring.blind_index(number, "phone"), mask_phone(number)
 
     def work(conn: Connection) -> InboundRecorded:

@@ -66,7 +66,7 @@ def gate_permit(
 class InboundIn(Strict):
     loan_id: Id
     channel: Literal["call", "sms", "email"]
-    sender: str | None = Field(default=None, min_length=1, max_length=320,
+    sender: str | None = Field(default=None, max_length=320,
                                description="the number or e-mail address they used, if known")
     spoke: bool = Field(default=False, description="a call of theirs that reached someone")
     notes: str = Field(default="", max_length=2000)
