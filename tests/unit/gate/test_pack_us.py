@@ -388,6 +388,30 @@ def test_no_reply_through_an_opted_out_medium_without_a_message_through_it_since
     assert_denied_by(d, "us.opt-out")
 
 
+@pytest.mark.parametrize(("number_since", "opens"), [
+    (at(NY, 2026, 3, 1, 9), True),   # both opt-outs before their message
+    (at(NY, 2026, 3, 3, 9), False),  # the number's opt-out came after it: not answered
+    (None, False),                   # the number's opt-out date unknown
+])
+def test_a_message_must_come_after_every_opt_out_covering_the_reply(number_since, opens):
+    covering = (OptOut(Channel.SMS, None, OPTED),
+                OptOut(Channel.SMS, "+12125550100", number_since))
+    inbound = sms(at(NY, 2026, 3, 2, 11), by="consumer")
+    d = check(P, request(at(NY, 2026, 3, 3, 12), channel=Channel.SMS),
+              facts(opt_outs=covering, history=(inbound,)))
+    assert d.allowed is opens
+    if not opens:
+        assert_denied_by(d, "us.opt-out")
+
+
+def test_a_message_from_an_unknown_number_does_not_open_a_numbers_opt_out():
+    optout = OptOut(Channel.SMS, "+12125550100", OPTED)
+    unknown = ContactRecord(at=at(NY, 2026, 3, 3, 11), channel=Channel.SMS, person_id="B1",  # no sender
+                            role=Role.BORROWER, to="", initiated_by="consumer")
+    assert_denied_by(check(P, request(at(NY, 2026, 3, 3, 12), channel=Channel.SMS),
+                           facts(opt_outs=(optout,), history=(unknown,))), "us.opt-out")
+
+
 def test_packs_without_the_exception_still_deny_the_reply():
     inbound = call(at(SH, 2026, 3, 3, 11), None, channel=Channel.SMS, initiated_by="consumer",
                    to="+8613800138000")
