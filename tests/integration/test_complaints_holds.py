@@ -15,7 +15,7 @@ from parley.services import gate_check
 from parley.services.auth import Actor
 from parley.services.complaints import file_complaint
 from parley.services.context import Context
-from parley.services.gate_check import UnknownPack, load_pack
+from parley.services.gate_check import UnknownPack, load_pack, pack_or_default
 from parley.store.models.contacts import Hold
 from parley.store.models.web import Complaint
 from tests.integration.test_permits import seed_borrower
@@ -31,8 +31,10 @@ def packs(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, dict[str, Any]]
     monkeypatch.setattr(gate_check, "_read_pack_doc",
                         lambda pack_id: extra[pack_id] if pack_id in extra else read(pack_id))
     load_pack.cache_clear()
+    pack_or_default.cache_clear()
     yield extra
     load_pack.cache_clear()
+    pack_or_default.cache_clear()
 
 
 def _broken(pack_id: str) -> dict[str, Any]:
@@ -103,6 +105,7 @@ def test_other_pack_fallbacks_take_the_default_only_when_there_is_no_pack(
     assert collectors_required(NO_PACK, "visit", "CN") == collectors_required("CN", "visit", "CN")
     packs[NO_PACK] = _broken(NO_PACK)
     load_pack.cache_clear()
+    pack_or_default.cache_clear()
     for fallback in (lambda: lawful_hours(NO_PACK, "call", "CN"),
                      lambda: collectors_required(NO_PACK, "visit", "CN")):
         with pytest.raises(InvalidInput) as err:

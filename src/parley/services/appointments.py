@@ -78,12 +78,9 @@ def _bad(field: str, message: str) -> InvalidInput:
 def collectors_required(jurisdiction: str, channel: str, default_jurisdiction: str) -> int:
     """How many identified collectors the pack wants for ``channel`` (at least 1); the
     default pack's when the jurisdiction has none, an error when its pack is broken."""
-    from parley.services.gate_check import UnknownPack, load_pack
+    from parley.services.gate_check import pack_or_default
 
-    try:
-        pack = load_pack(jurisdiction)
-    except UnknownPack:
-        pack = load_pack(default_jurisdiction)
+    pack = pack_or_default(jurisdiction, default_jurisdiction)
     need = 1
     for rule in pack.rules:
         if rule.kind == "collectors_identified_at_least" and channel in {

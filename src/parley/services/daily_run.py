@@ -305,12 +305,9 @@ def lawful_hours(jurisdiction: str, channel: str, default_jurisdiction: str) -> 
     """[start, end) minutes of local time the pack allows for ``channel`` (the intersection of
     its ``local_hours`` rules); (0, 1440) when the pack has none. A jurisdiction with no pack
     gets the default one's; a broken pack raises rather than lend its accounts other hours."""
-    from parley.services.gate_check import UnknownPack, load_pack
+    from parley.services.gate_check import pack_or_default
 
-    try:
-        pack = load_pack(jurisdiction)
-    except UnknownPack:
-        pack = load_pack(default_jurisdiction)
+    pack = pack_or_default(jurisdiction, default_jurisdiction)
     lo, hi = 0, 1440
     for rule in pack.rules:
         if rule.kind != "local_hours":

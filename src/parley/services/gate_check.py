@@ -104,6 +104,17 @@ def load_pack(pack_id: str) -> RulePack:
     return pack
 
 
+@lru_cache(maxsize=64)
+def pack_or_default(jurisdiction: str, default_jurisdiction: str) -> RulePack:
+    """The jurisdiction's pack, or the default jurisdiction's when it has none (planning: the
+    daily run's hours, a visit's staffing). A broken pack still raises; the gate itself never
+    falls back (``facts.pack_for``: an unknown jurisdiction fails closed)."""
+    try:
+        return load_pack(jurisdiction)
+    except UnknownPack:
+        return load_pack(default_jurisdiction)
+
+
 def available_packs() -> tuple[str, ...]:
     folder = resources.files("parley").joinpath("packs")
     return tuple(sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".yaml")))
