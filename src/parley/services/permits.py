@@ -90,15 +90,10 @@ SQL_EMAILS = Hot(select(_em.c.address).where(_em.c.borrower_id == bindparam("bid
                  .order_by(_em.c.position, _em.c.id))
 SQL_ATTEMPT_INSERT = Hot(_ca.insert().returning(_ca.c.id))
 SQL_REASON_INSERT = Hot(_dr.insert())
-# record_outcome: the attempt, and setting its outcome once (the SET columns are parameters).
-SQL_OUTCOME_ATTEMPT = Hot(select(
-    _ca.c.borrower_id, _ca.c.result, _ca.c.person_role, _ca.c.third_party_id, _ca.c.channel,
-    _ca.c.to_index, _ca.c.loan_id, _ca.c.consent_until).where(_ca.c.id == bindparam("aid")))
-SQL_OUTCOME_SET = Hot(_ca.update().where(_ca.c.id == bindparam("aid"), _ca.c.result.is_(None)))
 
 
 class _AttemptRow(NamedTuple):
-    """SQL_OUTCOME_ATTEMPT's row."""
+    """What record_outcome reads of an attempt (SQL_OUTCOME_ATTEMPT selects these columns)."""
 
     borrower_id: str
     result: str | None
@@ -107,7 +102,12 @@ class _AttemptRow(NamedTuple):
     channel: str
     to_index: str
     loan_id: str | None
-    consent_until: datetime | None
+
+
+# record_outcome: the attempt, and setting its outcome once (the SET columns are parameters).
+SQL_OUTCOME_ATTEMPT = Hot(select(*(_ca.c[f] for f in _AttemptRow._fields))
+                          .where(_ca.c.id == bindparam("aid")))
+SQL_OUTCOME_SET = Hot(_ca.update().where(_ca.c.id == bindparam("aid"), _ca.c.result.is_(None)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import string
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from sqlalchemy import Connection, bindparam, func, insert, select
@@ -124,8 +124,7 @@ def save_template(ctx: Context, template_id: str, locale: str, channel: str, bod
 
 
 # Hot (parley.store.hot): the worker reads a template for every message it sends.
-SQL_CURRENT = Hot(select(_t.c.id, _t.c.locale, _t.c.version, _t.c.channel, _t.c.name,
-                         _t.c.subject, _t.c.body, _t.c.lexicon_version, _t.c.created_at)
+SQL_CURRENT = Hot(select(*(_t.c[f.name] for f in fields(TemplateView)))  # its row is one
                   .where(_t.c.id == bindparam("tid"), _t.c.locale == bindparam("loc"))
                   .order_by(_t.c.version.desc()).limit(1))
 
