@@ -204,9 +204,14 @@ def append_at_head(conn: Connection, *, chain_key: str, head_seq: int, head_hash
                         payload=payload, at=at, actor=actor,
                         borrower_id=borrower_id if borrower_id is not None else chain_key,
                         subject=subject, outcome=outcome, rules=rules, key=key)
-    audit_id = SQL_AUDIT_INSERT.one(conn, row)[0]
-    SQL_HEAD_UPDATE.run(conn, {"bid": chain_key, "seq": row["seq"], "hash": row["hash"]})
-    return int(audit_id), row["seq"], row["hash"]
+    return write_at_head(conn, row), row["seq"], row["hash"]
+
+
+def write_at_head(conn: Connection, row: dict[str, Any]) -> int:
+    """Insert a prepared borrower-chain entry and move the chain head to it; its id."""
+    audit_id = int(SQL_AUDIT_INSERT.one(conn, row)[0])
+    SQL_HEAD_UPDATE.run(conn, {"bid": row["chain_key"], "seq": row["seq"], "hash": row["hash"]})
+    return audit_id
 
 
 def _insert(conn: Connection, chain_key: str, head_seq: int, head_hash: str, *, kind: str,

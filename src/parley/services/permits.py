@@ -40,13 +40,7 @@ from parley.core.gate import (
     decide,
 )
 from parley.errors import Conflict, InvalidInput, NotFound
-from parley.services.audit import (
-    SQL_AUDIT_INSERT,
-    SQL_HEAD_UPDATE,
-    append_at_head,
-    audit_key,
-    prepare_entry,
-)
+from parley.services.audit import append_at_head, audit_key, prepare_entry, write_at_head
 from parley.services.facts import (
     OPT_OUT_ALL,
     SQL_ADDRESS,
@@ -302,8 +296,7 @@ def _decide_and_record(conn: Connection, ctx: Any, req: PermitRequest, *, previe
     if conn.dialect.name == "postgresql":
         audit_id, attempt_id = _write_pg(conn, borrower.id, entry, reasons, attempt)
         return Permit(decision.allowed, decision, audit_id, attempt_id, to_masked)
-    audit_id = int(SQL_AUDIT_INSERT.one(conn, entry)[0])
-    SQL_HEAD_UPDATE.run(conn, {"bid": borrower.id, "seq": entry["seq"], "hash": entry["hash"]})
+    audit_id = write_at_head(conn, entry)
     if reasons:
         SQL_REASON_INSERT.run_many(conn, [{**r, "audit_id": audit_id} for r in reasons])
     attempt_id = None

@@ -530,6 +530,7 @@ class _Task(NamedTuple):
     status: str
     worker_id: str | None
     attempts: int
+    attempt_id: int | None
 
 
 SQL_COLLECTOR = Hot(select(*(_staff.c[f] for f in _Collector._fields))
@@ -537,7 +538,6 @@ SQL_COLLECTOR = Hot(select(*(_staff.c[f] for f in _Collector._fields))
 SQL_TASK = Hot(select(*(_q.c[f] for f in _Task._fields)).where(_q.c.id == bindparam("item_id")))
 # start_call's update when the call is allowed (the other SET columns are parameters).
 SQL_CALL_LEASE = Hot(SQL_SET.values(attempts=_q.c.attempts + 1))
-SQL_TASK_ATTEMPT = Hot(select(_q.c.attempt_id, _q.c.status).where(_q.c.id == bindparam("item_id")))
 
 
 def _collector(conn: Connection, collector_id: str) -> _Collector:
@@ -622,10 +622,10 @@ def log_call_outcome(ctx: Context, item_id: int, attempt_id: int, result: str, *
     # The outcome and the task's closing in one transaction: a crash between them used to
     # leave an outcome recorded on a task still leased, which a retry could not close.
     with ctx.db.transaction() as conn:
-        task = SQL_TASK_ATTEMPT.first(conn, {"item_id": item_id})
+        task = _task(conn, item_id)
         if task is None:
             raise NotFound(f"no call task {item_id}")
-        if task[0] != attempt_id:
+        if task.attempt_id != attempt_id:
             raise Conflict(f"attempt {attempt_id} is not the current attempt of task {item_id}")
         record_outcome(ctx, attempt_id, result, recording_ref=recording_ref, notes=notes, by=by,
                        conn=conn)
