@@ -308,7 +308,7 @@ def test_the_case_and_the_api_loan_read_everything_in_one_transaction_after_one_
 
 def test_closing_a_referral_reads_and_closes_only_that_one_of_the_loans_referrals(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    from parley.services.placements import close_referral, legal_referrals
+    from parley.services.placements import close_referral
 
     ctx = world.ctx
     _, first = history(world)
@@ -338,8 +338,9 @@ def test_closing_a_referral_reads_and_closes_only_that_one_of_the_loans_referral
     assert reads and all("legal_referral.id =" in s for s in reads), reads
 
     assert (closed.id, closed.status, closed.close_reason) == (second.id, "closed", "settled")
-    by_id = {r.id: r for r in legal_referrals(ctx, ADMIN, "L1")}
-    assert by_id[first].close_reason == "withdrawn"  # the earlier one untouched
-    assert [r.status for r in legal_referrals(ctx, ADMIN, "L2")] == ["open"]
+    by_id = {r["id"]: r for r in casework.placements_and_referrals(ctx, ADMIN, "L1")["legal_referrals"]}
+    assert by_id[first]["close_reason"] == "withdrawn"  # the earlier one untouched
+    assert [r["status"] for r in
+            casework.placements_and_referrals(ctx, ADMIN, "L2")["legal_referrals"]] == ["open"]
     assert audit(world, "legal_referral.closed") == [("u-admin", "L1"), ("u-admin", "L1")]
     assert verify_audit(ctx).ok

@@ -14,15 +14,13 @@ from parley.adapters.channels.console import ConsoleProvider
 from parley.errors import Conflict, NotFound
 from parley.services.audit import verify_audit
 from parley.services.auth import Actor
-from parley.services.casework import case_at_glance
+from parley.services.casework import case_at_glance, placements_and_referrals
 from parley.services.context import Context
 from parley.services.daily_run import run_daily
 from parley.services.placements import (
     carry_out_task,
     close_referral,
-    legal_referrals,
     place_loan,
-    placement_history,
     recall_placement,
     refer_to_legal,
 )
@@ -43,6 +41,11 @@ EAST = "agency-east-02"  # the default strategy's agency for M4-M6 small balance
 WEST = "agency-west-09"
 EAST_AGENT = Actor("staff", "ea1", "agency_collector", "East agent", EAST, "E-001")
 WEST_AGENT = Actor("staff", "wa1", "agency_collector", "West agent", WEST, "W-001")
+
+
+def history(ctx: Context, actor: Actor, lid: str) -> list[dict[str, object]]:
+    """The loan's placements as the actor may see them (casework's case read)."""
+    return placements_and_referrals(ctx, actor, lid)["placements"]  # type: ignore[no-any-return]
 IN_HOUSE = Actor("staff", "c1", "collector", "In-house", None, "G-001")
 NOW_PLUS = timedelta(hours=2)  # past the tasks' proposed time on MONDAY
 
@@ -147,11 +150,12 @@ def test_the_worker_places_the_loan_and_only_that_agencys_collector_then_sees_th
     with pytest.raises(NotFound) as other:
         case_at_glance(ctx, WEST_AGENT, lid)
     assert str(other.value) == f"unknown loan {lid!r}"  # exactly like a missing loan
-    (shown,) = placement_history(ctx, EAST_AGENT, lid)
-    assert shown.agency_id == EAST and shown.placed_by == "system" and shown.ended_at is None
-    assert f"queue item {item_id}" in shown.reason and "state m4_m6_agency" in shown.reason
+    (shown,) = history(ctx, EAST_AGENT, lid)
+    assert shown["agency_id"] == EAST and shown["placed_by"] == "system"
+    assert shown["ended_at"] is None
+    assert f"queue item {item_id}" in shown["reason"] and "state m4_m6_agency" in shown["reason"]
     with pytest.raises(NotFound):
-        placement_history(ctx, WEST_AGENT, lid)
+        placements_and_referrals(ctx, WEST_AGENT, lid)
 
     assert audit_kinds(ctx) == ["placement.started"]
     assert_audit_ok(ctx)
@@ -186,8 +190,8 @@ def test_placing_with_another_agency_ends_the_previous_placement(ctx: Context) -
     assert case_at_glance(ctx, WEST_AGENT, lid)["loan"]["agency_id"] == WEST
     with pytest.raises(NotFound):  # the old agency has lost the case
         case_at_glance(ctx, EAST_AGENT, lid)
-    assert [p.agency_id for p in placement_history(ctx, IN_HOUSE, lid)] == [WEST, EAST]
-    assert [p.agency_id for p in placement_history(ctx, WEST_AGENT, lid)] == [WEST]
+    assert [p["agency_id"] for p in history(ctx, IN_HOUSE, lid)] == [WEST, EAST]
+    assert [p["agency_id"] for p in history(ctx, WEST_AGENT, lid)] == [WEST]
     assert audit_kinds(ctx) == ["placement.started", "placement.ended", "placement.started"]
     assert_audit_ok(ctx)
 
@@ -290,7 +294,7 @@ def test_recalling_a_placement_ends_it_and_the_agency_loses_the_case(ctx: Contex
     assert kinds == ["placement.started", "placement.ended"]
     # placed again later: a new placement row, the history keeps both
     assert place_loan(ctx, lid, EAST, by="manager1", reason="review passed").changed
-    assert [p.ended_at is None for p in placement_history(ctx, IN_HOUSE, lid)] == [True, False]
+    assert [p["ended_at"] is None for p in history(ctx, IN_HOUSE, lid)] == [True, False]
 
 
 def test_recalling_a_placement_that_came_with_the_loan_import(ctx: Context) -> None:
@@ -328,10 +332,10 @@ def test_a_legal_referral_is_created_once_even_when_its_item_is_processed_twice(
     assert rows == [(lid, "legal-cn", "open", item_id)]
     assert task_items(ctx)[1][4:] == ("done", "already referred to legal: referral 1 open in legal-cn")
     assert again
-    (ref,) = legal_referrals(ctx, IN_HOUSE, lid)  # on the case
-    assert (ref.status, ref.queue, ref.referred_by) == ("open", "legal-cn", "system")
+    (ref,) = placements_and_referrals(ctx, IN_HOUSE, lid)["legal_referrals"]  # on the case
+    assert (ref["status"], ref["queue"], ref["referred_by"]) == ("open", "legal-cn", "system")
     with pytest.raises(NotFound):
-        legal_referrals(ctx, EAST_AGENT, lid)  # not placed with them
+        placements_and_referrals(ctx, EAST_AGENT, lid)  # not placed with them
     assert audit_kinds(ctx) == ["legal_referral.opened"]
     assert_audit_ok(ctx)
     with ctx.db.read() as c:
@@ -414,6 +418,8 @@ def test_concurrent_workers_place_each_loan_once(pg_ctx: Context) -> None:
 def test_placed_at_is_the_processing_instant_read_back_in_utc(ctx: Context) -> None:
     plan(ctx, ("B0", 100, False))
     work_tasks(ctx, "w1")
-    (p,) = placement_history(ctx, IN_HOUSE, "B0-L1")
-    assert p.placed_at == ctx.clock.now() and p.placed_at.tzinfo is not None
-    assert p.placed_at.astimezone(UTC) == datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
+    (p,) = history(ctx, IN_HOUSE, "B0-L1")
+    placed_at = p["placed_at"]
+    assert isinstance(placed_at, datetime)
+    assert placed_at == ctx.clock.now() and placed_at.tzinfo is not None
+    assert placed_at.astimezone(UTC) == datetime(2026, 3, 2, 4, 0, tzinfo=UTC)

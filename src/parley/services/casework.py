@@ -92,16 +92,10 @@ def _load_loan(conn: Connection, actor: Actor, loan_id: str) -> Any:
     return row
 
 
-def visible_loan_borrower(conn: Connection, actor: Actor, loan_id: str) -> str:
-    """``check_loan_visible`` on the caller's connection, for a read that wants the check and
-    its own queries in one transaction (one snapshot, one round of access rules)."""
-    return str(_load_loan(conn, actor, loan_id).borrower_id)
-
-
 def check_loan_visible(ctx: Context, actor: Actor, loan_id: str) -> str:
     """The loan's borrower id if the actor may see the loan; NotFound otherwise."""
     with ctx.db.read() as conn:
-        return visible_loan_borrower(conn, actor, loan_id)
+        return str(_load_loan(conn, actor, loan_id).borrower_id)
 
 
 # --- shared pieces ---------------------------------------------------------------------------

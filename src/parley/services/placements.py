@@ -32,9 +32,9 @@ never holds back or rolls back the others.
 
 By hand: ``place_loan``, ``recall_placement`` (ends the active placement and clears
 ``loan.agency_id``), ``refer_to_legal`` and ``close_referral``. Case views: ``loan_placements``,
-``loan_referrals`` and ``loan_referral`` read on the caller's connection (casework reads them
-inside the case's own transaction, after its access check); ``placement_history`` and
-``legal_referrals`` wrap them in one read transaction under ``casework``'s access rules.
+``loan_referrals`` and ``loan_referral`` read on the caller's connection: casework reads them
+inside the case's own transaction, after its access check (``casework.placements_and_referrals``
+is the read for one loan under those rules).
 """
 
 from __future__ import annotations
@@ -48,7 +48,6 @@ from sqlalchemy import Connection, Row, insert, select, update
 
 from parley.errors import Conflict, InvalidInput, NotFound
 from parley.services.audit import append_for_borrower
-from parley.services.auth import Actor
 from parley.services.context import Context
 from parley.services.delinquency import loan_days_past_due
 from parley.services.facts import NOTICE_WAIT, SQL_AGREEMENTS, SQL_HOLDS
@@ -473,32 +472,8 @@ def loan_referral(conn: Connection, loan_id: str, referral_id: int) -> Referral 
     return _referral(row) if row is not None else None
 
 
-def placement_history(ctx: Context, actor: Actor, loan_id: str) -> tuple[Placement, ...]:
-    """The loan's placements, newest first. NotFound for a loan the actor may not see (an
-    agency's collector sees only its own agency's placements of the loans placed with it).
-    One read transaction: the access check and the read share its snapshot."""
-    from parley.services.casework import CASE_ROLES, require_role, visible_loan_borrower
-
-    require_role(actor, CASE_ROLES)
-    with ctx.db.read() as conn:
-        visible_loan_borrower(conn, actor, loan_id)
-        return loan_placements(conn, loan_id, agency_id=actor.agency_id)
-
-
-def legal_referrals(ctx: Context, actor: Actor, loan_id: str) -> tuple[Referral, ...]:
-    """The loan's legal referrals, newest first, for anyone who may see the case (one read
-    transaction, like ``placement_history``)."""
-    from parley.services.casework import CASE_ROLES, require_role, visible_loan_borrower
-
-    require_role(actor, CASE_ROLES)
-    with ctx.db.read() as conn:
-        visible_loan_borrower(conn, actor, loan_id)
-        return loan_referrals(conn, loan_id)
-
-
 __all__ = [
     "TASK_CHANNELS", "PlaceResult", "Placement", "Recalled", "Referral", "TaskOutcome",
-    "carry_out_task", "close_referral", "legal_referrals", "loan_placements", "loan_referral",
-    "loan_referrals", "place_loan", "placement_history", "recall_placement", "refer_to_legal",
-    "why_blocked",
+    "carry_out_task", "close_referral", "loan_placements", "loan_referral", "loan_referrals",
+    "place_loan", "recall_placement", "refer_to_legal", "why_blocked",
 ]
