@@ -32,6 +32,12 @@ def test_the_openapi_document_states_money_as_a_patterned_string_and_bounds_path
     (param,) = doc["paths"]["/api/v1/loans/{loan_id}"]["get"]["parameters"]
     assert param["schema"]["maxLength"] == 64 and "pattern" in param["schema"]
     assert "/api/v1/imports/{kind}" in doc["paths"] and "/api/v1/gate/check" in doc["paths"]
+    for path, code, schema in (("/api/v1/gate/inbound", "201", "InboundOut"),
+                               ("/api/v1/loans/{loan_id}/placement/recall", "200", "RecalledOut"),
+                               ("/api/v1/loans/{loan_id}/legal-referrals/{referral_id}/close",
+                                "200", "LegalReferralOut")):
+        answer = doc["paths"][path]["post"]["responses"][code]["content"]["application/json"]
+        assert answer["schema"]["$ref"].endswith("/" + schema), path  # documented, not Any
 
 
 # --- authentication --------------------------------------------------------------------------

@@ -134,6 +134,25 @@ class LegalReferralOut(BaseModel):
     close_reason: str | None
 
 
+class RecalledOut(BaseModel):
+    """A recall: the agency the loan was with, the placement it ended (null when the placement
+    came with the loan import and has no history row), and when."""
+
+    loan_id: str
+    agency_id: str
+    placement: PlacementOut | None
+    ended_at: datetime
+
+
+class InboundOut(BaseModel):
+    """A contact the borrower started, on the record. from_masked: the number or address they
+    used, masked ("" when not known)."""
+
+    status: str = "ok"
+    attempt_id: int
+    from_masked: str
+
+
 class LoanOut(BaseModel):
     id: str
     borrower_id: str

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, Path, Query
 from pydantic import Field
 
 from parley.faces.api.deps import ActorDep
-from parley.faces.api.schemas import ERROR_RESPONSES, Id, Strict
+from parley.faces.api.schemas import ERROR_RESPONSES, Id, InboundOut, Strict
 from parley.faces.web.auth import CtxDep
 from parley.services import casework
 from parley.services.permits import check_json
@@ -72,14 +72,15 @@ class InboundIn(Strict):
     notes: str = Field(default="", max_length=2000)
 
 
-@router.post("/inbound", status_code=201)
-def gate_inbound(body: InboundIn, ctx: CtxDep, actor: ActorDep) -> dict[str, Any]:
+@router.post("/inbound", status_code=201, response_model=InboundOut)
+def gate_inbound(body: InboundIn, ctx: CtxDep, actor: ActorDep) -> InboundOut:
     """Record a contact the borrower started: their call, SMS or e-mail. Nothing is decided;
     it is history the gate reads — their calls never count as attempts, a conversation in one
     starts Regulation F's seven quiet days, and after opting out of a medium a message from
     them through it may be answered once through it."""
-    return casework.log_inbound(ctx, actor, body.loan_id, channel=body.channel,
-                                sender=body.sender, spoke=body.spoke, notes=body.notes)
+    return InboundOut(**casework.log_inbound(ctx, actor, body.loan_id, channel=body.channel,
+                                             sender=body.sender, spoke=body.spoke,
+                                             notes=body.notes))
 
 
 @router.post("/attempts/{attempt_id}/outcome")
