@@ -42,6 +42,7 @@ STAFF_ROLES = (
     "auditor",
 )
 SECOND_FACTOR_ROLES = frozenset({"administrator", "compliance_officer"})
+DEFAULT_DAILY_CAPACITY = 60  # calls a staff member is planned for per day when none is given
 LANGUAGES = ("zh-Hans", "zh-Hant", "en")
 DEFAULT_LANGUAGE = "zh-Hans"
 
@@ -155,7 +156,7 @@ def create_staff(
     staff_id: str | None = None,
     languages: str = DEFAULT_LANGUAGE,
     skills: str = "",
-    daily_capacity: int = 60,
+    daily_capacity: int = DEFAULT_DAILY_CAPACITY,
     on_created: Callable[[Connection, str], None] | None = None,
 ) -> tuple[str, str | None]:
     """Create a staff user; returns (id, TOTP secret or None). The secret is returned once so
@@ -754,7 +755,6 @@ def set_staff_active(ctx: Context, actor: Actor, staff_id: str, active: bool) ->
 
 
 STAFF_PROFILE_FIELDS = ("agency_id", "badge_number", "languages", "skills", "daily_capacity")
-DEFAULT_DAILY_CAPACITY = 60
 
 
 def _daily_capacity(value: int | str) -> int:
