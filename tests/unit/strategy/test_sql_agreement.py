@@ -18,7 +18,6 @@ from sqlalchemy import (
     Table,
     create_engine,
     delete,
-    func,
     insert,
     select,
 )
@@ -34,6 +33,7 @@ from parley.core.strategy import (
     evaluate,
     experiment_bucket,
 )
+from parley.services.daily_run import _tag_flags
 from parley.services.strategy_sql import arm_case, bundled_strategy_path, load_strategy, state_case
 
 AS_OF = date(2026, 11, 23)
@@ -63,8 +63,8 @@ accounts = Table(
     Column("broken_promises", Integer, nullable=False),
     Column("tags", String),
     Column("arm_bucket", Integer),
-    Column("agreement_flag", Integer),  # NULL or 1, as an outer join gives them
-    Column("hold_flag", Integer),
+    Column("agreement", Integer),  # NULL or 1, as the run's outer join to tmp_run_off gives them
+    Column("hold", Integer),
 )
 COLS = {
     "dpd": accounts.c.dpd,
@@ -76,11 +76,9 @@ COLS = {
     "broken_promises": accounts.c.broken_promises,
     "tags": accounts.c.tags,
 }
-# The daily run passes the tags it derives as flags instead of spelling them into the text.
-FLAGS = {
-    "agreement_active": func.coalesce(accounts.c.agreement_flag, 0) == 1,
-    "hold": func.coalesce(accounts.c.hold_flag, 0) == 1,
-}
+# The daily run passes the tags it derives as flags instead of spelling them into the text:
+# its own expressions, so a change to them is checked here too.
+FLAGS = _tag_flags(accounts)
 
 
 @cache
@@ -186,8 +184,8 @@ def sql_states(
                     "broken_promises": a.broken_promises,
                     "tags": tags_column(as_text(a.tags), null_tags),
                     "arm_bucket": None,
-                    "agreement_flag": flag(a, "agreement_active"),
-                    "hold_flag": flag(a, "hold"),
+                    "agreement": flag(a, "agreement_active"),
+                    "hold": flag(a, "hold"),
                 }  # fmt: skip
                 for a in batch
             ],
