@@ -90,7 +90,7 @@ from parley.services.strategy_sql import (
 )
 from parley.services.worker import COLLECTOR_CHANNELS
 from parley.store.db import bulk_insert, db_datetime
-from parley.store.models.loanbook import Borrower
+from parley.store.models.loanbook import Borrower, Loan
 from parley.store.types import ID, UTCDateTime, key_string
 
 # How each action kind reaches the borrower: the gate's channel, or a non-contact task.
@@ -168,8 +168,8 @@ T_OFF = _tmp("tmp_run_off", Column("loan_id", ID),
 # The loan's own columns the strategy reads come along with its days past due (one pass over
 # the loans, not a second join to them).
 T_DPD = _tmp("tmp_run_dpd", Column("loan_id", ID), Column("borrower_id", ID),
-             Column("dpd", Integer), Column("bucket", key_string(8)), Column("currency", String(3)),
-             Column("product", String(50)), Column("agency_id", ID))
+             Column("dpd", Integer), Column("bucket", key_string(8)),
+             *(Column(c, Loan.__table__.c[c].type) for c in ("currency", "product", "agency_id")))
 T_BAL = _tmp("tmp_run_bal", Column("loan_id", ID), Column("balance", Integer))
 T_BP = _tmp("tmp_run_bp", Column("loan_id", ID), Column("n", Integer))
 T_ACCT = _tmp(
