@@ -91,7 +91,9 @@ def test_what_one_path_writes_the_other_reads_back_equal(
     assert hot[1].tzinfo is not None and hot[1] == at  # the same instant, tz-aware
 
 
-def test_a_naive_datetime_is_refused_as_core_refuses_it(db: Database) -> None:
+def test_a_naive_datetime_is_refused_by_the_columns_own_type(db: Database) -> None:
+    """UTCDateTime's bind processor refuses it, as under Core; Core wraps the ValueError in a
+    StatementError, Hot lets the ValueError itself through."""
     with db.transaction() as conn, pytest.raises(ValueError, match="naive"):
         HOT_INSERT.one(conn, _row(1, at=datetime(2026, 3, 1, 8, 30)))  # noqa: DTZ001
 
@@ -101,6 +103,8 @@ def test_a_duplicate_key_raises_sqlalchemys_integrity_error(db: Database) -> Non
         HOT_INSERT.one(conn, _row(1))
         with pytest.raises(IntegrityError):
             HOT_INSERT.one(conn, _row(1))
+    with db.transaction() as conn, pytest.raises(IntegrityError):  # many at once, too
+        Hot(insert(_t)).run_many(conn, [_row(2), _row(2)])
 
 
 def test_an_update_sets_the_columns_given_and_counts_the_rows(db: Database) -> None:
@@ -140,6 +144,14 @@ def test_statements_that_need_cores_machinery_are_refused(db: Database) -> None:
             HOT_GET.first(conn, {})
         with pytest.raises(TypeError, match="nte"):  # a misspelt column is not dropped quietly
             HOT_SET.run(conn, {"key": 1, "nte": "paid"})
+        stamped = Table("hot_stamped", MetaData(), Column("id", Integer, primary_key=True),
+                        Column("n", Integer), Column("touched", Integer, onupdate=1))
+        with pytest.raises(TypeError, match="touched"):  # an onupdate filled in Python
+            Hot(stamped.update().where(stamped.c.id == bindparam("key"))).run(conn, {"key": 1,
+                                                                                   "n": 2})
+        with pytest.raises(TypeError, match="literal-rendered"):
+            Hot(select(_t.c.id).where(_t.c.id == bindparam("k", 1, literal_execute=True))
+                ).rows(conn, {})
 
 
 def test_a_hot_statement_outside_a_transaction_is_refused(db: Database) -> None:
