@@ -279,7 +279,8 @@ def test_their_calls_never_count_as_attempts_but_a_conversation_in_one_does(
 @pytest.mark.parametrize(("kw", "field"), [
     ({"channel": "visit"}, "channel"), ({"channel": "fax"}, "channel"),
     ({"sender": "call me maybe"}, "sender"), ({"channel": "email", "sender": "nobody"}, "sender"),
-    ({"third_party_id": "7"}, "third_party_id"), ({"notes": "x" * 2001}, "notes"),
+    ({"third_party_id": "7"}, "third_party_id"), ({"third_party_id": True}, "third_party_id"),
+    ({"notes": "x" * 2001}, "notes"), ({"spoke": True}, "spoke"),
 ])
 def test_bad_inbound_input_is_refused_by_name_and_records_nothing(
         ctx: Context, kw: dict[str, object], field: str) -> None:

@@ -535,6 +535,8 @@ def record_inbound(ctx: Any, borrower_id: str, channel: str, *, sender: str | No
         raise _bad("third_party_id", "expected an integer")
     if len(notes) > 2000:
         raise _bad("notes", "at most 2000 characters")
+    if spoke and ch is not Channel.CALL:
+        raise _bad("spoke", "only a call is spoken")
     index = masked = ""
     if sender is not None and sender.strip():
         if ch is Channel.EMAIL:
