@@ -22,43 +22,17 @@ import shutil
 import subprocess
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.pg import throwaway_database
+
 WORKERS = 8
 START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # 09:00 in Shanghai, a Monday
 CN_CAP = 6  # cn.unanswered-attempts-per-number-per-day (pending attempts count as unanswered)
-
-
-def _server_url() -> str:
-    from parley.store.db import normalise_url
-
-    url = (os.environ.get("PARLEY_BENCH_DATABASE_URL")
-           or os.environ.get("PARLEY_TEST_DATABASE_URL")
-           or "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    return normalise_url(url)
-
-
-def _create_db(server: str, prefix: str) -> str:
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return name
-
-
-def _drop_db(server: str, name: str) -> None:
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                          f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"))
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
 
 
 def _seed(url: str, n: int) -> None:
@@ -169,25 +143,27 @@ def _violations(url: str) -> int:
     return int(over) + int(heads)
 
 
-def _pgbench(server: str, seconds: int) -> float:
+def _pgbench(seconds: int) -> float:
     exe = shutil.which("pgbench")
     if exe is None:
         raise RuntimeError("pgbench not found on PATH")
-    name = _create_db(server, "parley_pgbench")
-    u = make_url(server)
+    with throwaway_database("parley_pgbench") as url:
+        return _pgbench_on(exe, url, seconds)
+
+
+def _pgbench_on(exe: str, url: str, seconds: int) -> float:
+    u = make_url(url)
+    name = u.database or ""
     env = dict(os.environ)
     if u.password:
         env["PGPASSWORD"] = u.password
     conn_args = ["-h", u.host or "127.0.0.1", "-p", str(u.port or 5432),
                  "-U", u.username or "postgres"]
-    try:
-        subprocess.run([exe, *conn_args, "-i", "-s", "1", "-q", name], check=True, env=env,
-                       capture_output=True, text=True)
-        res = subprocess.run([exe, *conn_args, "-c", "8", "-j", "2", "-T", str(seconds),
-                              "-b", "tpcb-like", name], check=True, env=env,
-                             capture_output=True, text=True)
-    finally:
-        _drop_db(server, name)
+    subprocess.run([exe, *conn_args, "-i", "-s", "1", "-q", name], check=True, env=env,
+                   capture_output=True, text=True)
+    res = subprocess.run([exe, *conn_args, "-c", "8", "-j", "2", "-T", str(seconds),
+                          "-b", "tpcb-like", name], check=True, env=env,
+                         capture_output=True, text=True)
     m = re.search(r"tps = ([0-9.]+) \(without initial connection time\)", res.stdout)
     if m is None:
         m = re.search(r"tps = ([0-9.]+)", res.stdout)
@@ -201,21 +177,16 @@ def run(quick: bool = False) -> dict[str, float]:
     the same server, their ratio, and cap violations found afterwards (must be 0)."""
     n = 2_000 if quick else 20_000
     duration = 3.0 if quick else 10.0
-    server = _server_url()
     out: dict[str, float] = {}
 
-    pg_name = _create_db(server, "parley_bench")
-    pg_url = server.rsplit("/", 1)[0] + f"/{pg_name}"
-    try:
+    with throwaway_database("parley_bench") as pg_url:
         _seed(pg_url, n)
         # pgbench just before and just after the permits, averaged: the server (and whatever
         # else runs on the machine) is measured under the same conditions as the permits.
-        tps_before = _pgbench(server, 5 if quick else 10)
+        tps_before = _pgbench(5 if quick else 10)
         pg_rate, pg_done, pg_allowed = _run_workers(pg_url, n, duration)
-        tps_after = _pgbench(server, 5 if quick else 10)
+        tps_after = _pgbench(5 if quick else 10)
         pg_viol = _violations(pg_url)
-    finally:
-        _drop_db(server, pg_name)
     tps = (tps_before + tps_after) / 2
 
     tmp = tempfile.mkdtemp(prefix="parley-bench-")

@@ -16,15 +16,19 @@ SERVER = (os.environ.get("PARLEY_BENCH_DATABASE_URL") or os.environ.get("PARLEY_
 
 
 def server_answers() -> bool:
-    """Whether the benchmarks' PostgreSQL server accepts a connection."""
+    """Whether a PostgreSQL server listens at ``SERVER``. Only a refused connection means
+    "no server" (the figure is then left out); any other failure — a wrong database or
+    password — is raised, so a misconfigured run is not mistaken for a machine without one."""
     from sqlalchemy.exc import OperationalError
 
     engine = create_engine(normalise_url(SERVER))
     try:
         with engine.connect():
             return True
-    except OperationalError:
-        return False
+    except OperationalError as exc:
+        if "Connection refused" in str(exc.orig):
+            return False
+        raise
     finally:
         engine.dispose()
 
