@@ -63,7 +63,9 @@ def seed_borrower(ctx: Context, bid: str, *, jurisdiction: str = "CN", phone: st
                 "day_count": "30/360", "disbursed_on": date(2025, 6, 1),
                 "first_due_on": date(2025, 7, 1), "product": "", "agency_id": None,
                 "schedule_source": "generated", "status": "active", "content_hash": "x",
-                "created_at": now})
+                # delinquent since the first due date (the cache the gate reads; no schedule
+                # rows are needed for these tests)
+                "created_at": now, "oldest_unpaid_due_on": date(2025, 7, 1)})
         if third_party_phone:
             tp_id = int(conn.execute(ThirdParty.__table__.insert().returning(
                 ThirdParty.__table__.c.id), {

@@ -45,6 +45,7 @@ from parley.core.gate import (
     Collector,
     ContactRecord,
     ContactRequest,
+    DebtStanding,
     Decision,
     Facts,
     Hold,
@@ -65,7 +66,7 @@ from parley.store.models.base import table_of
 from parley.store.models.contacts import ContactAttempt, ContactPreference
 from parley.store.models.contacts import Hold as HoldRow
 from parley.store.models.contacts import OptOut as OptOutRow
-from parley.store.models.loanbook import Borrower, BorrowerAddress, BorrowerPhone, ThirdParty
+from parley.store.models.loanbook import Borrower, BorrowerAddress, BorrowerPhone, Loan, ThirdParty
 from parley.store.types import UTCDateTime
 
 # An opt-out row with this channel means "no contact at all" (a third party's refusal, or a
@@ -95,6 +96,7 @@ _o = table_of(OptOutRow)
 _p = table_of(ContactPreference)
 _a = table_of(Agreement)
 _ca = table_of(ContactAttempt)
+_l = table_of(Loan)
 
 # Hot statements (parley.store.hot): the permit path runs them for every contact.
 # The lock statement also says which of the usually empty tables have rows for this borrower,
@@ -137,7 +139,9 @@ SELECT
             person_role, third_party_id, to_index, loan_id, result, purpose, initiated_by,
             to_char(consent_until AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'))
           ORDER BY at, id)
-     FROM contact_attempt WHERE borrower_id = :bid AND at >= :since)
+     FROM contact_attempt WHERE borrower_id = :bid AND at >= :since),
+  (SELECT json_agg(json_build_array(id, oldest_unpaid_due_on) ORDER BY id)
+     FROM loan WHERE borrower_id = :bid)
 """))
 SQL_PHONES = Hot(select(_ph.c.e164_index, _ph.c.is_valid, _ph.c.timezones, _ph.c.masked)
                  .where(_ph.c.borrower_id == bindparam("bid")).order_by(_ph.c.position, _ph.c.id))
@@ -145,6 +149,9 @@ SQL_ADDRESS = Hot(select(_ad.c.id, _ad.c.country, _ad.c.region, _ad.c.city)
                   .where(_ad.c.borrower_id == bindparam("bid")).order_by(_ad.c.position, _ad.c.id))
 SQL_THIRD = Hot(select(_tp.c.id, _tp.c.e164_index, _tp.c.masked, _tp.c.timezones).where(
     _tp.c.id == bindparam("tpid"), _tp.c.borrower_id == bindparam("bid")))
+# Where each debt stands (the loan row's cache, kept by every payment in its transaction).
+SQL_DEBTS = Hot(select(_l.c.id, _l.c.oldest_unpaid_due_on)
+                .where(_l.c.borrower_id == bindparam("bid")).order_by(_l.c.id))
 SQL_HOLDS = Hot(select(_h.c.kind, _h.c.loan_id, _h.c.started_at).where(
     _h.c.borrower_id == bindparam("bid"), _h.c.ended_at.is_(None)))
 SQL_OPT_OUTS = Hot(select(_o.c.channel, _o.c.address_index, _o.c.third_party_id, _o.c.created_at).where(
@@ -298,6 +305,7 @@ def gather(conn: Connection, ctx: Any, borrower: BorrowerRow, pack: RulePack, ro
     since = now - timedelta(days=lookback_days(pack))
     phones = borrower.phones
     hist_rows: list[Any] | None = None
+    debts: tuple[DebtStanding, ...] | None = None
     if phones is None and conn.dialect.name == "postgresql":
         f = SQL_FACTS_PG.one(conn, {"bid": bid, "since": since})
         borrower = replace(borrower, has_holds=bool(f[0]), has_opt_outs=bool(f[1]),
@@ -305,6 +313,8 @@ def gather(conn: Connection, ctx: Any, borrower: BorrowerRow, pack: RulePack, ro
                            phones=_unpack_phones(f[4]))
         phones = borrower.phones
         hist_rows = [_history_from_json(r) for r in (f[5] or ())]
+        debts = tuple(DebtStanding(i, None if d is None else date.fromisoformat(d))
+                      for i, d in (f[6] or ()))
     elif phones is None:
         phones = tuple((r[0], bool(r[1]), r[2] or "", r[3])
                        for r in SQL_PHONES.rows(conn, {"bid": bid}))
@@ -342,6 +352,8 @@ def gather(conn: Connection, ctx: Any, borrower: BorrowerRow, pack: RulePack, ro
                 conn, {"bid": bid, "notice_cutoff": now - NOTICE_WAIT}))
     if hist_rows is None:
         hist_rows = SQL_HISTORY.rows(conn, {"bid": bid, "since": since})
+    if debts is None:
+        debts = tuple(DebtStanding(i, d) for i, d in SQL_DEBTS.rows(conn, {"bid": bid}))
 
     if role is Role.THIRD_PARTY:
         if third_party_id is None:
@@ -388,7 +400,7 @@ def gather(conn: Connection, ctx: Any, borrower: BorrowerRow, pack: RulePack, ro
     if text is not None:
         content = screener().screen(text, third_party=role is Role.THIRD_PARTY)
     facts = Facts(person=person, borrower=b_facts, history=tuple(_record(bid, r) for r in hist_rows),
-                  agreements=agreements, calendar=calendar, content=content)
+                  agreements=agreements, calendar=calendar, content=content, debts=debts)
     return facts, contactable
 
 
@@ -479,6 +491,9 @@ def facts_json(f: Facts) -> dict[str, Any]:
                        for a in f.agreements],
         "calendar": None,
         "content": None,
+        "debts": None if f.debts is None else [
+            [s.debt_id, None if s.oldest_unpaid_due_on is None else s.oldest_unpaid_due_on.isoformat()]
+            for s in f.debts],
     }
     if f.borrower is not None:
         b = f.borrower
@@ -530,8 +545,12 @@ def facts_from_json(d: dict[str, Any]) -> Facts:
         c = d["content"]
         content = ContentScreening(c["lexicon_version"],
                                    tuple(ContentHit(cat, term, m) for cat, term, m in c["hits"]))
+    debts = None
+    if d.get("debts") is not None:  # decisions logged before debts were recorded have none
+        debts = tuple(DebtStanding(i, None if o is None else date.fromisoformat(o))
+                      for i, o in d["debts"])
     return Facts(person=person, borrower=borrower, history=history, agreements=agreements,
-                 calendar=calendar, content=content)
+                 calendar=calendar, content=content, debts=debts)
 
 
 def compact_decision(d: Decision) -> dict[str, Any]:

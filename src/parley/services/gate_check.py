@@ -28,6 +28,7 @@ from parley.core.gate import (
     Collector,
     ContactRecord,
     ContactRequest,
+    DebtStanding,
     Facts,
     Hold,
     HoldKind,
@@ -335,11 +336,23 @@ def parse_scenario(doc: Any) -> tuple[RulePack, ContactRequest, Facts, str | Non
         borrower = None
 
     debts: set[str] = set()
-    for i, item in enumerate(_list(d.get("debts"), "debts")):
+    # Standing is all or nothing: a debt given without it when another has it is a mistake.
+    debt_items = _list(d.get("debts"), "debts")
+    with_standing = any(isinstance(x, Mapping) and "oldest_unpaid_due_on" in x for x in debt_items)
+    standings: list[DebtStanding] = []
+    for i, item in enumerate(debt_items):
         if isinstance(item, Mapping):
-            debts.add(_req_str(item.get("id"), f"debts[{i}].id"))
+            ref = _req_str(item.get("id"), f"debts[{i}].id")
         else:
-            debts.add(_req_str(item, f"debts[{i}]"))
+            ref = _req_str(item, f"debts[{i}]")
+        debts.add(ref)
+        if with_standing:
+            if not isinstance(item, Mapping) or "oldest_unpaid_due_on" not in item:
+                raise _bad(f"debts[{i}].oldest_unpaid_due_on",
+                           "another debt states it, so every debt must (null = nothing unpaid)")
+            standings.append(DebtStanding(ref, _date(item["oldest_unpaid_due_on"],
+                                                     f"debts[{i}].oldest_unpaid_due_on",
+                                                     optional=True)))
 
     def debt_ref(value: Any, field: str) -> str | None:
         ref = _str(value, field, optional=True)
@@ -431,7 +444,8 @@ def parse_scenario(doc: Any) -> tuple[RulePack, ContactRequest, Facts, str | Non
         text=text, collectors=tuple(collectors))
     facts = Facts(person=person, borrower=borrower, history=tuple(history),
                   agreements=tuple(agreements),
-                  calendar=_calendar(d.get("calendar"), "calendar"))
+                  calendar=_calendar(d.get("calendar"), "calendar"),
+                  debts=tuple(standings) if with_standing else None)
     return pack, request, facts, text
 
 

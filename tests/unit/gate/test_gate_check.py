@@ -93,11 +93,27 @@ def test_third_party_scenario_with_borrower_block():
     ({"pack": "ZZ"}, "pack"),
     ({"person": "ann"}, "person"),
     ({"person__opt_outs": [{"channel": "sms", "since": "last week"}]}, "person.opt_outs[0].since"),
+    ({"debts": [{"id": "D1", "oldest_unpaid_due_on": "soon"}]}, "debts[0].oldest_unpaid_due_on"),
+    ({"debts": [{"id": "D1", "oldest_unpaid_due_on": "2026-02-01"}, "D2"]},
+     "debts[1].oldest_unpaid_due_on"),
 ])
 def test_malformed_fields_are_named(changes, field):
     with pytest.raises(InvalidInput) as err:
         check_scenario(scenario(**changes), None)
     assert err.value.field == field
+
+
+def test_a_debt_with_nothing_overdue_in_the_scenario():
+    """Standing given: paid up → deny with no time; overdue → allowed. Not given → not judged."""
+    paid = scenario(debts=[{"id": "D1", "oldest_unpaid_due_on": None}])
+    out = check_scenario(paid, None)
+    assert out["decision"] == "deny" and out["next_allowed_at"] is None
+    assert "us.nothing-overdue" in [r["rule"] for r in out["reasons"] if r["effect"] == "deny"]
+    due_later = scenario(debts=[{"id": "D1", "oldest_unpaid_due_on": "2026-03-10"}])
+    assert check_scenario(due_later, None)["decision"] == "deny"  # due today is not overdue
+    overdue = scenario(debts=[{"id": "D1", "oldest_unpaid_due_on": "2026-02-01"}])
+    assert check_scenario(overdue, None)["decision"] == "allow"
+    assert "us.nothing-overdue" not in [r["rule"] for r in check_scenario(scenario(), None)["reasons"]]
 
 
 def test_a_reply_to_a_message_through_an_opted_out_medium_in_a_scenario():

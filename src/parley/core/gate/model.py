@@ -262,6 +262,21 @@ class AgreementFact:
 
 
 @dataclass(frozen=True, slots=True)
+class DebtStanding:
+    """Where a debt stands on its schedule: ``oldest_unpaid_due_on`` is the due date of its
+    oldest instalment not yet paid off (None = nothing left to pay). The debt is overdue on a
+    day after that date. The gate needs it because a payment recorded at t governs every
+    decision after t: yesterday's plan may say "remind", today's payment says there is nothing
+    left to remind about."""
+
+    debt_id: str
+    oldest_unpaid_due_on: date | None
+
+    def overdue_on(self, day: date) -> bool:
+        return self.oldest_unpaid_due_on is not None and self.oldest_unpaid_due_on < day
+
+
+@dataclass(frozen=True, slots=True)
 class BusinessCalendar:
     """Working days for the years in ``years``; a day outside them is unknown (fail closed).
 
@@ -295,6 +310,8 @@ class Facts:
     agreements: repayment agreements on the borrower's debts.
     calendar: the business calendar; None = no calendar (rules needing one fail closed).
     content: the screener's verdict on request.text; None = not screened.
+    debts: where each of the borrower's debts stands; None = not known (facts built by hand,
+        or logged before debts were recorded), and rules that need it do not bear.
     """
 
     person: PersonFacts
@@ -303,6 +320,7 @@ class Facts:
     agreements: tuple[AgreementFact, ...] = ()
     calendar: BusinessCalendar | None = None
     content: ContentScreening | None = None
+    debts: tuple[DebtStanding, ...] | None = None
     # Derived once so every decision can bisect instead of scanning (UTC POSIX seconds).
     history_ts: tuple[float, ...] = field(init=False, repr=False, compare=False)
 

@@ -513,6 +513,46 @@ def active_agreement_blocks(ctx: Ctx, rule: Rule) -> tuple[Finding, ...]:
     )
 
 
+@_kind(
+    "collect_only_while_overdue",
+    {
+        "purposes": Param(p_purposes, frozenset({Purpose.COLLECTION, Purpose.LOCATION})),
+    },
+)
+def collect_only_while_overdue(ctx: Ctx, rule: Rule) -> tuple[Finding, ...]:
+    """A ``purposes`` contact (collection, locating the debtor) needs something overdue on the
+    debt concerned — on any of the debtor's debts when it names none — on the local date in
+    every candidate zone (in the pack's default zone when none is known), so a one-day doubt
+    between zones denies. Nothing overdue is a fact no time changes: the next daily run plans
+    again if an instalment falls due unpaid. Unknown standing (``debts`` None) does not bear."""
+    req, debts = ctx.request, ctx.facts.debts
+    if debts is None or req.purpose not in rule.params["purposes"]:
+        return ()
+    mine = [d for d in debts if req.debt_id is None or d.debt_id == req.debt_id]
+    days = (
+        [loc.date() for loc in ctx.local]
+        if ctx.local
+        else [ctx.at.astimezone(zone(ctx.pack.default_timezone)).date()]
+    )
+    overdue = [d.debt_id for d in mine if all(d.overdue_on(day) for day in days)]
+    if overdue:
+        return (finding(rule, "allow", {"overdue": overdue}),)
+    return (
+        finding(
+            rule,
+            "deny",
+            {
+                "debt": req.debt_id,
+                "oldest_unpaid_due_on": {
+                    d.debt_id: None if d.oldest_unpaid_due_on is None
+                    else d.oldest_unpaid_due_on.isoformat()
+                    for d in mine
+                },
+            },
+        ),
+    )
+
+
 @_kind("channel_opt_out", {"respond_once_to_inbound": Param(p_bool, False)})
 def channel_opt_out(ctx: Ctx, rule: Rule) -> tuple[Finding, ...]:
     """No contact through a medium (or a specific address on it) the person opted out of.
