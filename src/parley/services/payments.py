@@ -23,6 +23,7 @@ from parley.errors import Conflict, InvalidInput, NotFound
 from parley.services.context import Context
 from parley.store.db import lock_borrower
 from parley.store.models.loanbook import Installment, LedgerEntry, LedgerPosting, Loan, Payment
+from parley.store.types import UTCDateTime
 
 
 @dataclass
@@ -178,7 +179,38 @@ def post_payments(
     if postings:
         conn.execute(insert(LedgerPosting), postings)
     _write_cache(conn, owed, touched)
+    _cancel_when_nothing_overdue(conn, sorted({p.loan_id for p in posted}),
+                                 now.astimezone(ctx.business_zone).date(), now)
     return posted
+
+
+# Pending collection items of a loan the payment left with nothing overdue: cancelled with the
+# payment, as an accepted agreement cancels its loan's items, so no collector is handed a call
+# the gate would refuse (the gate still decides every contact; this only tidies the queue).
+# By borrower first: the queue's unique (borrower_id, idempotency_key) index finds the rows.
+_SQL_CANCEL_PAID_UP = text(
+    "UPDATE contact_queue SET status = 'cancelled', last_reason = :reason, updated_at = :now "
+    "WHERE borrower_id = :borrower_id AND loan_id = :loan_id AND status = 'pending' "
+    "AND purpose IN ('collection', 'location')"
+).bindparams(bindparam("now", type_=UTCDateTime))
+
+
+def _cancel_when_nothing_overdue(conn: Connection, loan_ids: Sequence[str], today: date,
+                                 now: datetime) -> None:
+    if not loan_ids:
+        return
+    paid_up = []
+    for i in range(0, len(loan_ids), 900):
+        paid_up += [
+            {"borrower_id": bid, "loan_id": lid, "now": now,
+             "reason": f"nothing overdue on {lid} after a payment"}
+            for lid, bid, oldest in conn.execute(
+                select(Loan.id, Loan.borrower_id, Loan.oldest_unpaid_due_on).where(
+                    Loan.id.in_(bindparam("ids", expanding=True))),
+                {"ids": list(loan_ids[i : i + 900])})
+            if oldest is None or oldest >= today]
+    if paid_up:
+        conn.execute(_SQL_CANCEL_PAID_UP, paid_up)
 
 
 def refresh_loan_cache(conn: Connection, loan_ids: Sequence[str]) -> None:
