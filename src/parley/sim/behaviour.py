@@ -195,6 +195,7 @@ COMPLAINT_PCT: dict[str, float] = {
     "lawful": 0.05,
     "contacts_outside_hours": 6.0,
     "contacts_after_agreement": 20.0,
+    "contacts_when_nothing_overdue": 10.0,  # "I paid this morning and they still chase me"
     "cap_breaches": 3.0,
     "third_party_disclosures": 15.0,
     "contacts_under_hold": 25.0,

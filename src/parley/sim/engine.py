@@ -40,6 +40,7 @@ from parley.core.gate import (
     Channel,
     ContactRecord,
     ContactRequest,
+    DebtStanding,
     Decision,
     Facts,
     Hold,
@@ -327,7 +328,9 @@ class Run:
                                  refused=refused_at is not None and refused_at <= at)
         else:
             person = PersonFacts(b.id, Role.BORROWER, b.candidate_zones, holds)
-        return Facts(person, borrower, history, tuple(agreements))
+        k = ls.first_unpaid()
+        debts = (DebtStanding(ls.loan.id, None if k is None else ls.loan.schedule[k].due_on),)
+        return Facts(person, borrower, history, tuple(agreements), debts=debts)
 
     # -- one call -----------------------------------------------------------------------------
     def attempt(self, task: Task, at: datetime, push: Callable[[Task, datetime], None]

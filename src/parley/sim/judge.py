@@ -18,6 +18,7 @@ CATEGORY_BY_KIND: dict[str, str] = {
     "no_calls_within_days_of_conversation": "cap_breaches",
     "third_party_contacts_at_most": "cap_breaches",
     "active_agreement_blocks": "contacts_after_agreement",
+    "collect_only_while_overdue": "contacts_when_nothing_overdue",
     "third_party_purposes_only": "third_party_disclosures",
     "third_party_only_when_debtor_unreachable": "third_party_unlawful",
     "third_party_never_after_refusal": "third_party_unlawful",
@@ -29,6 +30,7 @@ CATEGORY_BY_KIND: dict[str, str] = {
 
 VIOLATION_KEYS: tuple[str, ...] = (
     "contacts_after_agreement",
+    "contacts_when_nothing_overdue",
     "contacts_outside_hours",
     "cap_breaches",
     "third_party_disclosures",

@@ -26,6 +26,7 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("agreements_broken", "Agreements broken"),
     ("agreements_abandoned_after_calls", "Plans abandoned after being called anyway"),
     ("contacts_after_agreement", "Contacts after an agreement"),
+    ("contacts_when_nothing_overdue", "Collection contacts when nothing was overdue"),
     ("contacts_outside_hours", "Contacts outside lawful hours"),
     ("cap_breaches", "Frequency cap breaches"),
     ("third_party_disclosures", "Third-party disclosures"),
@@ -34,7 +35,8 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("complaints", "Complaints"),
     ("gate_denials", "Contacts the gate refused"),
 )
-VIOLATIONS = ("contacts_after_agreement", "contacts_outside_hours", "cap_breaches",
+VIOLATIONS = ("contacts_after_agreement", "contacts_when_nothing_overdue",
+              "contacts_outside_hours", "cap_breaches",
               "third_party_disclosures", "third_party_unlawful", "contacts_under_hold")
 COLORS = ("#1b6ca8", "#d1495b", "#edae49", "#00798c", "#66a182", "#8d6a9f", "#2e4057", "#c05746")
 
