@@ -84,8 +84,20 @@ def entry_hash(key: bytes, prev_hash: str, *, seq: int, at: datetime, kind: str,
                borrower_id: str | None, subject: str, outcome: str, rules: Sequence[str],
                payload: Any) -> str:
     """The HMAC of one entry (payload: the parsed JSON value, not its text)."""
-    body = canonical_json([seq, _at_text(at), kind, actor, borrower_id, subject, outcome,
-                           list(rules), payload])
+    return _entry_hash_of_text(key, prev_hash, seq=seq, at=at, kind=kind, actor=actor,
+                               borrower_id=borrower_id, subject=subject, outcome=outcome,
+                               rules=rules, payload_text=canonical_json(payload))
+
+
+def _entry_hash_of_text(key: bytes, prev_hash: str, *, seq: int, at: datetime, kind: str,
+                        actor: str, borrower_id: str | None, subject: str, outcome: str,
+                        rules: Sequence[str], payload_text: str) -> str:
+    """``entry_hash`` given the payload's canonical text, so a new entry serialises its payload
+    once for both the hash and the row. The body is the canonical list with the payload last:
+    the JSON of a list is its items' JSON joined by commas, so splicing the text in is exact."""
+    head = canonical_json([seq, _at_text(at), kind, actor, borrower_id, subject, outcome,
+                           list(rules)])
+    body = head[:-1] + "," + payload_text + "]"
     return hmac.new(key, (prev_hash + body).encode(), hashlib.sha256).hexdigest()
 
 
@@ -185,13 +197,13 @@ def prepare_entry(*, chain_key: str, head_seq: int, head_hash: str, kind: str,
     """The audit_log row (column -> value) that follows the head (head_seq, head_hash)."""
     seq = head_seq + 1
     kept, rules_text = _rules_column(rules)
-    h = entry_hash(key, head_hash, seq=seq, at=at, kind=kind, actor=actor,
-                   borrower_id=borrower_id, subject=subject, outcome=outcome, rules=kept,
-                   payload=payload)
+    payload_text = canonical_json(payload)
+    h = _entry_hash_of_text(key, head_hash, seq=seq, at=at, kind=kind, actor=actor,
+                            borrower_id=borrower_id, subject=subject, outcome=outcome,
+                            rules=kept, payload_text=payload_text)
     return {"chain_key": chain_key, "seq": seq, "at": at, "kind": kind, "actor": actor,
             "borrower_id": borrower_id, "subject": subject, "outcome": outcome,
-            "rules": rules_text, "payload": canonical_json(payload), "prev_hash": head_hash,
-            "hash": h}
+            "rules": rules_text, "payload": payload_text, "prev_hash": head_hash, "hash": h}
 
 
 def append_at_head(conn: Connection, *, chain_key: str, head_seq: int, head_hash: str,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, text, update
+from sqlalchemy import Connection, Date, bindparam, func, insert, select, text, update
 
 from parley.core.money import format_minor
 from parley.core.waterfall import Allocation, Component, Outstanding, allocate
@@ -179,7 +179,7 @@ def post_payments(
     if postings:
         conn.execute(insert(LedgerPosting), postings)
     _write_cache(conn, owed, touched)
-    _cancel_when_nothing_overdue(conn, sorted({p.loan_id for p in posted}),
+    _cancel_when_nothing_overdue(conn, {p.loan_id: borrower_of[p.loan_id] for p in posted},
                                  now.astimezone(ctx.business_zone).date(), now)
     return posted
 
@@ -187,30 +187,26 @@ def post_payments(
 # Pending collection items of a loan the payment left with nothing overdue: cancelled with the
 # payment, as an accepted agreement cancels its loan's items, so no collector is handed a call
 # the gate would refuse (the gate still decides every contact; this only tidies the queue).
-# By borrower first: the queue's unique (borrower_id, idempotency_key) index finds the rows.
+# One statement per chunk of loans; by borrower first, so the queue's unique
+# (borrower_id, idempotency_key) index finds the few rows (most payers have none pending).
 _SQL_CANCEL_PAID_UP = text(
-    "UPDATE contact_queue SET status = 'cancelled', last_reason = :reason, updated_at = :now "
-    "WHERE borrower_id = :borrower_id AND loan_id = :loan_id AND status = 'pending' "
-    "AND purpose IN ('collection', 'location')"
-).bindparams(bindparam("now", type_=UTCDateTime))
+    "UPDATE contact_queue SET status = 'cancelled', "
+    "last_reason = 'nothing overdue on ' || loan_id || ' after a payment', updated_at = :now "
+    "WHERE borrower_id IN :borrowers AND status = 'pending' "
+    "AND purpose IN ('collection', 'location') AND loan_id IN (SELECT l.id FROM loan l "
+    "WHERE l.id IN :loans AND (l.oldest_unpaid_due_on IS NULL OR l.oldest_unpaid_due_on >= :today))"
+).bindparams(bindparam("now", type_=UTCDateTime), bindparam("today", type_=Date),
+             bindparam("borrowers", expanding=True), bindparam("loans", expanding=True))
 
 
-def _cancel_when_nothing_overdue(conn: Connection, loan_ids: Sequence[str], today: date,
-                                 now: datetime) -> None:
-    if not loan_ids:
-        return
-    paid_up = []
-    for i in range(0, len(loan_ids), 900):
-        paid_up += [
-            {"borrower_id": bid, "loan_id": lid, "now": now,
-             "reason": f"nothing overdue on {lid} after a payment"}
-            for lid, bid, oldest in conn.execute(
-                select(Loan.id, Loan.borrower_id, Loan.oldest_unpaid_due_on).where(
-                    Loan.id.in_(bindparam("ids", expanding=True))),
-                {"ids": list(loan_ids[i : i + 900])})
-            if oldest is None or oldest >= today]
-    if paid_up:
-        conn.execute(_SQL_CANCEL_PAID_UP, paid_up)
+def _cancel_when_nothing_overdue(conn: Connection, borrower_of: dict[str, str],
+                                 today: date, now: datetime) -> None:
+    loans = sorted(borrower_of)
+    for i in range(0, len(loans), 400):
+        chunk = loans[i : i + 400]
+        conn.execute(_SQL_CANCEL_PAID_UP, {
+            "borrowers": sorted({borrower_of[lid] for lid in chunk}), "loans": chunk,
+            "today": today, "now": now})
 
 
 def refresh_loan_cache(conn: Connection, loan_ids: Sequence[str]) -> None:
