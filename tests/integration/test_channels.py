@@ -7,7 +7,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from email import message_from_bytes
 from email.header import decode_header, make_header
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from parley.adapters.channels import ChannelError, Message
+from parley.adapters.channels import ChannelError, Message, ProviderReceipt
 from parley.adapters.channels.calls import ClickToCall
 from parley.adapters.channels.console import ConsoleProvider
 from parley.adapters.channels.sms_http import HttpSmsProvider
@@ -343,3 +343,76 @@ def test_a_phone_interview_needs_one_collector_and_no_place(ctx: Context) -> Non
     with pytest.raises(InvalidInput, match="future"):
         book_appointment(ctx, "B1", "interview_phone", datetime(2026, 3, 1, 2, tzinfo=UTC),
                          collector_ids=("V1",), by="lead")
+
+
+def test_a_booking_must_work_off_an_open_task_of_that_borrower_and_channel(ctx: Context) -> None:
+    """Another borrower's SMS item, or a visit task a colleague booked a moment ago, refuses
+    the booking and writes nothing."""
+    from parley.services.appointments import book_appointment, list_appointments
+    from tests.integration.test_worker import seed_contactable
+
+    seed_contactable(ctx, "B1", dpd=100, address=True)
+    seed_contactable(ctx, "B2", dpd=100, address=True, phone="+8613800138001")
+    add_collectors(ctx, "V1", "V2")
+    with ctx.db.transaction() as c:
+        for bid, channel in (("B1", "visit"), ("B2", "sms")):
+            c.execute(text(
+                "INSERT INTO contact_queue (business_date, borrower_id, loan_id, strategy_id, arm, "
+                "state, action_kind, channel, purpose, priority, not_before, status, attempts, "
+                "idempotency_key, last_reason, created_at, updated_at) VALUES (:d, :b, :l, 'default', "
+                "'', 'm4', :k, :ch, 'collection', 10, :t, 'pending', 0, :key, '', :t, :t)"),
+                {"d": date(2026, 3, 2), "b": bid, "l": f"{bid}-L1", "ch": channel,
+                 "k": "field_visit" if channel == "visit" else "sms", "key": f"k-{bid}",
+                 "t": datetime(2026, 3, 2, tzinfo=UTC)})
+        ids = dict(c.execute(text("SELECT borrower_id, id FROM contact_queue")).all())
+    when = datetime(2026, 3, 3, 2, 0, tzinfo=UTC)
+    with pytest.raises(Conflict, match="not an open visit task"):
+        book_appointment(ctx, "B1", "field_visit", when, place="x", collector_ids=("V1", "V2"),
+                         queue_item_id=ids["B2"], by="lead")
+    first = book_appointment(ctx, "B1", "field_visit", when, place="x",
+                             collector_ids=("V1", "V2"), queue_item_id=ids["B1"], by="lead")
+    with pytest.raises(Conflict):
+        book_appointment(ctx, "B1", "field_visit", when, place="x", collector_ids=("V1", "V2"),
+                         queue_item_id=ids["B1"], by="lead")
+    assert [a.id for a in list_appointments(ctx, borrower_id="B1")] == [first.id]
+    with ctx.db.read() as c:
+        statuses = dict(c.execute(text("SELECT borrower_id, status FROM contact_queue")).all())
+    assert statuses == {"B1": "done", "B2": "pending"}
+
+
+class _FailOnce:
+    name = "fail-once"
+    channels = frozenset({"sms"})
+    idempotent = True
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.sent: list[Message] = []
+
+    def send(self, message: Message) -> ProviderReceipt:
+        self.calls += 1
+        if self.calls == 1:
+            raise ChannelError("503 from provider", transient=True)
+        self.sent.append(message)
+        return ProviderReceipt("fail-once", "m1", message.idempotency_key, datetime.now(UTC))
+
+
+def test_a_retried_appointment_notice_is_decided_again_by_the_gate(ctx: Context) -> None:
+    """The first send failed after its permit; the borrower then disputed the debt. The retry
+    finds the old permit by its key, but the gate decides again and nothing is sent."""
+    from parley.services.appointments import book_appointment, send_notice
+    from parley.services.permits import place_hold
+    from tests.integration.test_worker import seed_contactable
+
+    seed_contactable(ctx, "B1", dpd=100, address=True)
+    add_collectors(ctx, "V1", "V2")
+    seed_default_templates(ctx)
+    appt = book_appointment(ctx, "B1", "field_visit", datetime(2026, 3, 3, 2, tzinfo=UTC),
+                            place="北京市朝阳区1号", collector_ids=("V1", "V2"), loan_id="B1-L1",
+                            by="lead")
+    sms = _FailOnce()
+    with pytest.raises(Conflict, match="could not be sent"):
+        send_notice(ctx, appt.id, sms)
+    place_hold(ctx, "B1", "dispute", note="disputes the debt")
+    again = send_notice(ctx, appt.id, sms)
+    assert not again.allowed and "hold" in again.reasons and sms.sent == []

@@ -356,15 +356,16 @@ def test_an_outcome_is_recorded_together_with_closing_the_task_or_not_at_all(
     (task,) = collector_queue(ctx, "C1")
     started = start_call(ctx, task.item_id, "C1")
 
-    real_set = worker_mod._set
+    real_close = worker_mod.SQL_CLOSE_CALL
 
-    def failing_set(*a, **k):  # the task's closing fails after the outcome was written
-        raise RuntimeError("crash")
+    class FailingClose:  # the task's closing fails after the outcome was written
+        def run(self, *a, **k):  # type: ignore[no-untyped-def]
+            raise RuntimeError("crash")
 
-    monkeypatch.setattr(worker_mod, "_set", failing_set)
+    monkeypatch.setattr(worker_mod, "SQL_CLOSE_CALL", FailingClose())
     with pytest.raises(RuntimeError):
         log_call_outcome(ctx, task.item_id, started.attempt_id, "conversation", by="C1")
-    monkeypatch.setattr(worker_mod, "_set", real_set)
+    monkeypatch.setattr(worker_mod, "SQL_CLOSE_CALL", real_close)
     with ctx.db.read() as c:
         result = c.execute(text("SELECT result FROM contact_attempt WHERE id = :i"),
                            {"i": started.attempt_id}).scalar_one()
@@ -402,3 +403,28 @@ def test_parley_worker_once_sends_through_the_console(ctx: Context, db_url: str,
     assert result.exit_code == 0, result.output
     assert "cli-w: 2 leased, 2 sent" in result.output
     assert result.output.count("[sms → +8613800138000]") == 2
+
+
+def test_an_outcome_logged_after_the_task_was_cancelled_keeps_it_cancelled(ctx: Context) -> None:
+    """An agreement accepted while the call went on cancels the task; logging the call's
+    outcome records it on the attempt but never reopens the task."""
+    prepare(ctx, dpd=10)
+    with ctx.db.transaction() as c:
+        c.execute(text(
+            "INSERT INTO staff_user (id, username, display_name, role, badge_number, password_hash, "
+            "languages, skills, daily_capacity, active, created_at) VALUES ('C1', 'c1', '李娜', "
+            "'collector', 'G0001', '', 'zh-Hans', '', 60, :t, :at)"),
+            {"t": True, "at": datetime(2026, 1, 1, tzinfo=UTC)})
+    (task,) = collector_queue(ctx, "C1")
+    started = start_call(ctx, task.item_id, "C1")
+    assert started.allowed
+    with ctx.db.transaction() as c:  # what agreements.accept does to the loan's open items
+        c.execute(text("UPDATE contact_queue SET status = 'cancelled', lease_until = NULL, "
+                       "last_reason = 'agreement A1 accepted' WHERE id = :i"), {"i": task.item_id})
+    assert log_call_outcome(ctx, task.item_id, started.attempt_id, "no_answer", by="C1") == "cancelled"
+    with ctx.db.read() as c:
+        row = c.execute(text("SELECT q.status, q.last_reason, a.result FROM contact_queue q "
+                             "JOIN contact_attempt a ON a.id = q.attempt_id WHERE q.id = :i"),
+                        {"i": task.item_id}).one()
+    assert tuple(row) == ("cancelled", "agreement A1 accepted", "no_answer")
+    assert collector_queue(ctx, "C1") == []

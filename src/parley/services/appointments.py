@@ -14,7 +14,7 @@ status: scheduled → notified → checked_in → completed; or cancelled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -127,9 +127,18 @@ def book_appointment(ctx: Context, borrower_id: str, kind: str, scheduled_at: da
             {"appointment_id": appt_id, "collector_id": cid, "lead": i == 0}
             for i, (cid, _, _) in enumerate(people)])
         if queue_item_id is not None:
-            conn.execute(update(ContactQueueItem).where(
-                ContactQueueItem.id == queue_item_id, ContactQueueItem.status == "pending").values(
+            # The task this booking works off: this borrower's, of this channel, still open.
+            # Anything else (another borrower's SMS, a task booked by a colleague a moment
+            # ago) refuses the booking, which rolls back with the transaction.
+            done = conn.execute(update(ContactQueueItem).where(
+                ContactQueueItem.id == queue_item_id,
+                ContactQueueItem.borrower_id == borrower_id,
+                ContactQueueItem.channel == CHANNEL_OF[kind],
+                ContactQueueItem.status == "pending").values(
                 status="done", last_reason=f"appointment {appt_id} booked", updated_at=now))
+            if done.rowcount != 1:
+                raise Conflict(f"queue item {queue_item_id} is not an open {CHANNEL_OF[kind]} "
+                               f"task of borrower {borrower_id!r}")
         return _view(conn, appt_id)
 
 
@@ -208,7 +217,7 @@ def notice_text(ctx: Context, conn: Connection, appt: AppointmentView) -> tuple[
 def send_notice(ctx: Context, appointment_id: int, sms: ChannelAdapter) -> ContactResult:
     """Tell the borrower by SMS who is coming (names and badge numbers), where and when —
     permitted by the gate and sent with key ``appointment:<id>:notice`` (sent once)."""
-    from parley.services.permits import PermitRequest, request_permit
+    from parley.services.permits import PermitRequest, check_contact, request_permit
 
     with ctx.db.read() as conn:
         appt = _view(conn, appointment_id)
@@ -223,13 +232,20 @@ def send_notice(ctx: Context, appointment_id: int, sms: ChannelAdapter) -> Conta
     to = ctx.keyring.decrypt(row[0], "phone.e164")
     key = f"appointment:{appointment_id}:notice"
     lead = appt.collectors[0]
-    permit = request_permit(ctx, PermitRequest(
+    req = PermitRequest(
         borrower_id=appt.borrower_id, channel="sms", purpose="collection", loan_id=appt.loan_id,
         to=to, text=body, template_id=template_id or None, collector_id=lead[0], badge=lead[2],
-        idempotency_key=key, initiated_by="system"))
-    if not permit.allowed:
-        return ContactResult(False, None, permit.decision_id, _reasons(permit.decision),
-                             permit.decision.next_allowed_at)
+        idempotency_key=key, initiated_by="system")
+    permit = request_permit(ctx, req)
+    decision, decision_id = permit.decision, permit.decision_id
+    if permit.repeated and permit.allowed:
+        # A retry after a failed send finds the first permit by its key; that decision is
+        # old, so the gate decides again for now (a logged preview) before anything is sent.
+        fresh = check_contact(ctx, replace(req, idempotency_key=None))
+        decision, decision_id = fresh.decision, fresh.decision_id
+    if not (permit.allowed and decision.allowed):
+        return ContactResult(False, None, decision_id, _reasons(decision),
+                             decision.next_allowed_at)
     try:
         receipt = sms.send(Message("sms", to, body, key, reference=str(permit.attempt_id or "")))
     except ChannelError as exc:

@@ -538,6 +538,9 @@ SQL_COLLECTOR = Hot(select(*(_staff.c[f] for f in _Collector._fields))
 SQL_TASK = Hot(select(*(_q.c[f] for f in _Task._fields)).where(_q.c.id == bindparam("item_id")))
 # start_call's update when the call is allowed (the other SET columns are parameters).
 SQL_CALL_LEASE = Hot(SQL_SET.values(attempts=_q.c.attempts + 1))
+# Closing a call task only while it is still leased for this attempt (SET columns: parameters).
+SQL_CLOSE_CALL = Hot(_q.update().where(_q.c.id == bindparam("item_id"), _q.c.status == "leased",
+                                       _q.c.attempt_id == bindparam("attempt")))
 
 
 def _collector(conn: Connection, collector_id: str) -> _Collector:
@@ -629,7 +632,11 @@ def log_call_outcome(ctx: Context, item_id: int, attempt_id: int, result: str, *
             raise Conflict(f"attempt {attempt_id} is not the current attempt of task {item_id}")
         record_outcome(ctx, attempt_id, result, recording_ref=recording_ref, notes=notes, by=by,
                        conn=conn)
-        _set(conn, item_id, **values)
+        if SQL_CLOSE_CALL.run(conn, {"item_id": item_id, "attempt": attempt_id, **values}) != 1:
+            # Cancelled while the call went on (an agreement accepted, a hold placed): the
+            # outcome is on the record, and the task stays as it was left, never reopened.
+            now_task = _task(conn, item_id)
+            return now_task.status if now_task is not None else task.status
     return status
 
 
