@@ -428,3 +428,23 @@ def test_an_outcome_logged_after_the_task_was_cancelled_keeps_it_cancelled(ctx: 
                         {"i": task.item_id}).one()
     assert tuple(row) == ("cancelled", "agreement A1 accepted", "no_answer")
     assert collector_queue(ctx, "C1") == []
+
+
+def test_one_item_failing_in_an_unforeseen_way_does_not_stop_the_pass(ctx: Context) -> None:
+    """B0's number no longer decrypts (a rotated key, a corrupt row): its SMS is put back with
+    back-off and, after MAX_ATTEMPTS leases, failed with the error; B1's goes out each time."""
+    prepare(ctx, n=2, dpd=3)  # m1_early: one SMS each
+    with ctx.db.transaction() as c:
+        c.execute(text("UPDATE borrower_phone SET e164_enc = :junk WHERE borrower_id = 'B0'"),
+                  {"junk": b"not a ciphertext"})
+    console = ConsoleProvider(StringIO())
+    report = work_once(ctx, "w1", 10, channels={"sms": console})
+    assert (report.leased, report.sent, report.retried) == (2, 1, 1)
+    bad = next(r for r in items(ctx).values() if r.status != "sent")
+    assert bad.status == "pending" and bad.last_reason.startswith("retry after error: ")
+    for _ in range(MAX_ATTEMPTS):
+        ctx.clock.advance(timedelta(hours=2))  # type: ignore[attr-defined]
+        work_once(ctx, "w1", 10, channels={"sms": console})
+    bad = items(ctx)[bad.id]
+    assert bad.status == "failed" and bad.last_reason.startswith("failed after error: ")
+    assert bad.attempts == MAX_ATTEMPTS and len(console.messages) == 1

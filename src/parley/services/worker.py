@@ -303,10 +303,40 @@ def work_once(ctx: Context, worker_id: str, limit: int = 50, *,
     if not handled:
         return WorkReport()
     items = lease(ctx, worker_id, limit, handled)
-    results = [_carry_out_task(ctx, worker_id, it, fault) if it.channel in TASK_CHANNELS
-               else _carry_out(ctx, worker_id, it, channels[it.channel], variables, fault)
-               for it in items]
+    results = [_guarded(ctx, worker_id, it, lambda it=it: (
+        _carry_out_task(ctx, worker_id, it, fault) if it.channel in TASK_CHANNELS
+        else _carry_out(ctx, worker_id, it, channels[it.channel], variables, fault)))
+        for it in items]
     return _report(len(items), results)
+
+
+def _guarded(ctx: Context, worker_id: str, item: _Leased,
+             carry_out: Callable[[], ItemResult]) -> ItemResult:
+    """One item that fails in an unforeseen way (a number that no longer decrypts, a bug)
+    must not stop the pass: the others leased with it would wait out their lease, and the bad
+    one, leased first again as expired, would stop every pass after. It is put back with
+    back-off, and failed once it has had MAX_ATTEMPTS leases; the error is its reason. An item
+    caught mid-send by a provider that does not deduplicate is failed as unconfirmed instead,
+    never retried. A simulated crash (a BaseException) still stops everything."""
+    try:
+        return carry_out()
+    except Exception as exc:  # noqa: BLE001 - any error of one item; recorded on it
+        error = f"{type(exc).__name__}: {exc}"[:1500]
+    now = ctx.clock.now()
+    with ctx.db.transaction() as conn:
+        reason_now = conn.execute(select(_q.c.last_reason).where(_q.c.id == item.id)).scalar()
+        if reason_now == SENDING:
+            status, values = "failed", {"last_reason": f"unconfirmed after error: {error}"}
+        elif item.attempts >= MAX_ATTEMPTS:
+            status, values = "failed", {"last_reason": f"failed after error: {error}"}
+        else:
+            status, values = "pending", {"last_reason": f"retry after error: {error}",
+                                         "not_before": now + _backoff(item.attempts)}
+        if not _mark(conn, item, worker_id, status=status, lease_until=None, updated_at=now,
+                     **values):
+            return ItemResult(item.id, "skipped", "lease lost to another worker")
+    return ItemResult(item.id, "retried" if status == "pending" else "failed", error,
+                      values.get("not_before"))
 
 
 def work_tasks(ctx: Context, worker_id: str, limit: int = 50, *,
