@@ -53,7 +53,7 @@ from parley.store.db import lock_borrower
 from parley.store.hot import Hot
 from parley.store.models.base import table_of
 from parley.store.models.loanbook import Borrower, BorrowerEmail, BorrowerPhone
-from parley.store.models.queue import ContactQueueItem
+from parley.store.models.queue import LEASED_WHERE, WORKER_DUE_WHERE, ContactQueueItem
 from parley.store.models.staff import StaffUser
 from parley.store.types import UTCDateTime
 
@@ -142,12 +142,16 @@ _IDS: Any = bindparam("ids", expanding=True)
 _DUE = and_(_q.c.channel.in_(_CHANNELS), or_(
     and_(_q.c.status == "pending", _q.c.not_before <= _NOW),
     and_(_q.c.status == "leased", _q.c.lease_until < _NOW)))
-SQL_LEASE_EXPIRED = (select(_q.c.id).where(_q.c.status == "leased", _q.c.lease_until < _NOW,
+# Each walks its partial index in order and stops at the limit; the literal conditions are
+# the indexes' own (see models.queue), which is what lets SQLite use them.
+SQL_LEASE_EXPIRED = (select(_q.c.id).where(text(LEASED_WHERE), _q.c.lease_until < _NOW,
                                            _q.c.channel.in_(_CHANNELS))
                      .order_by(_q.c.lease_until, _q.c.id).limit(bindparam("limit")))
-SQL_LEASE_DUE = (select(_q.c.id).where(_q.c.status == "pending", _q.c.not_before <= _NOW,
-                                       _q.c.channel.in_(_CHANNELS))
-                 .order_by(_q.c.not_before, _q.c.id).limit(bindparam("limit")))
+# One channel at a time: each query reads its own stretch of the index in order, where one
+# query over several channels would gather and sort every due item of them all.
+SQL_LEASE_DUE = (select(_q.c.not_before, _q.c.id).where(
+    text(WORKER_DUE_WHERE), _q.c.channel == bindparam("channel"), _q.c.not_before <= _NOW)
+    .order_by(_q.c.not_before, _q.c.id).limit(bindparam("limit")))
 # PostgreSQL: concurrent workers never take the same row.
 SQL_LEASE_EXPIRED_PG = SQL_LEASE_EXPIRED.with_for_update(skip_locked=True)
 SQL_LEASE_DUE_PG = SQL_LEASE_DUE.with_for_update(skip_locked=True)
@@ -186,8 +190,10 @@ def lease(ctx: Context, worker_id: str, limit: int,
         ids = list(conn.execute(expired, {"now": now, "channels": channels, "limit": limit})
                    .scalars())
         if len(ids) < limit:
-            ids += list(conn.execute(due, {"now": now, "channels": channels,
-                                           "limit": limit - len(ids)}).scalars())
+            room = limit - len(ids)
+            due_rows = [r for ch in dict.fromkeys(channels)
+                        for r in conn.execute(due, {"now": now, "channel": ch, "limit": room})]
+            ids += [r[1] for r in sorted(due_rows, key=lambda r: (r[0], r[1]))[:room]]
         if not ids:
             return []
         until = now + LEASE
