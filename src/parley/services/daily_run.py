@@ -33,8 +33,11 @@ SQLite and PostgreSQL, never a Python loop per account:
    writes none.
 
 Accounts under an active agreement or hold get no state and no action (the strategy's
-enforcement-off tags), and the final insert re-checks agreements and holds against the live
-tables, so one activated while the run computed gets nothing either.
+enforcement-off tags), and just before collector tasks are assigned the accounts are checked
+again against the live agreements and holds, so one activated while the run computed gets
+nothing either. One activated while the queue is being written may still get items in later
+chunks; the gate refuses them at send time (an agreement cancels only the items queued
+before it).
 """
 
 from __future__ import annotations
@@ -422,7 +425,7 @@ def run_daily(
                 step("accounts")
                 _load_actions(ctx, conn, as_of, strategies)
                 step("actions")
-                _recheck_off(ctx, conn)
+                _recheck_off(ctx, conn, as_of)
                 due = _due_sql(conn)
                 # One pass over the accounts gives every count: NULL state = enforcement off;
                 # NULL strategy = a borrower newer than the arm buckets (the next run places it).
@@ -492,7 +495,7 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
         "  UNION ALL "
         "  SELECT l.id, 0, 1 FROM hold h JOIN loan l ON l.borrower_id = h.borrower_id "
         "  WHERE h.ended_at IS NULL AND (h.loan_id IS NULL OR h.loan_id = l.id)"
-        ") x GROUP BY loan_id"), {"notice_cutoff": _notice_cutoff(ctx, conn)})
+        ") x GROUP BY loan_id"), {"notice_cutoff": _notice_cutoff(ctx, conn, as_of)})
     loan_cols = ("currency", "product", "agency_id")
     conn.execute(
         text(f"INSERT INTO {T_DPD.name} (loan_id, borrower_id, dpd, bucket, {', '.join(loan_cols)}) "
@@ -684,12 +687,15 @@ def _planned_counts(conn: Connection, due: _Due,
     return [(str(s), str(c), int(n)) for s, c, n in rows]
 
 
-def _notice_cutoff(ctx: Context, conn: Connection) -> Any:
-    """Broken plans whose notice is older than this no longer hold collection back."""
-    return db_datetime(conn, ctx.clock.now() - NOTICE_WAIT)
+def _notice_cutoff(ctx: Context, conn: Connection, as_of: date) -> Any:
+    """Broken plans whose notice is older than this no longer hold collection back. Counted
+    from the start of ``as_of`` in the lender's zone, not from the clock, so the plan is a
+    function of the database and the date (a second run later that day plans the same); the
+    gate applies the exact window at send time."""
+    return db_datetime(conn, _local(ctx.business_zone, as_of, 0) - NOTICE_WAIT)
 
 
-def _recheck_off(ctx: Context, conn: Connection) -> None:
+def _recheck_off(ctx: Context, conn: Connection, as_of: date) -> None:
     """Switch off accounts that came under an agreement or hold while the run computed (the
     tables are small; the gate re-checks at send time in any case)."""
     # one IN list of loan ids, so the update is driven by the (small) list through the key
@@ -699,7 +705,7 @@ def _recheck_off(ctx: Context, conn: Connection) -> None:
         "UNION SELECT h.loan_id FROM hold h WHERE h.ended_at IS NULL AND h.loan_id IS NOT NULL "
         "UNION SELECT l.id FROM hold h JOIN loan l ON l.borrower_id = h.borrower_id "
         "WHERE h.ended_at IS NULL AND h.loan_id IS NULL) AND state IS NOT NULL"),
-        {"notice_cutoff": _notice_cutoff(ctx, conn)})
+        {"notice_cutoff": _notice_cutoff(ctx, conn, as_of)})
 
 
 def _chunk_bounds(conn: Connection, chunk_size: int) -> list[str]:
