@@ -423,3 +423,41 @@ def test_placed_at_is_the_processing_instant_read_back_in_utc(ctx: Context) -> N
     assert isinstance(placed_at, datetime)
     assert placed_at == ctx.clock.now() and placed_at.tzinfo is not None
     assert placed_at.astimezone(UTC) == datetime(2026, 3, 2, 4, 0, tzinfo=UTC)
+
+
+def test_a_placement_cancels_other_collectors_open_tasks_on_the_loan_and_a_recall_the_agencys(
+        ctx: Context) -> None:
+    """Once the loan is with an agency, an in-house collector's open call on it is cancelled
+    with the placement (they could no longer see the case); recalling it cancels the
+    agency collector's. Unassigned tasks are left for the next run to assign."""
+    plan(ctx, ("B0", 100, False))
+    ((_, lid, *_),) = task_items(ctx)
+    with ctx.db.transaction() as c:
+        for who in ("c1", "ea1", None):
+            c.execute(text(
+                "INSERT INTO contact_queue (business_date, borrower_id, loan_id, strategy_id, arm, "
+                "state, action_kind, channel, purpose, priority, not_before, status, collector_id, "
+                "attempts, idempotency_key, last_reason, created_at, updated_at) VALUES (:d, 'B0', "
+                ":l, 'default', '', 'm4', 'call', 'call', 'collection', 10, :t, 'pending', :who, 0, "
+                ":key, '', :t, :t)"),
+                {"d": MONDAY, "l": lid, "who": who, "key": f"call-{who}", "t": ctx.clock.now()})
+        for sid, agency in (("c1", None), ("ea1", EAST)):
+            if c.execute(text("SELECT 1 FROM staff_user WHERE id = :i"), {"i": sid}).first() is None:
+                c.execute(text(
+                    "INSERT INTO staff_user (id, username, display_name, role, badge_number, "
+                    "password_hash, languages, skills, daily_capacity, active, created_at, agency_id) "
+                    "VALUES (:i, :i, :i, :r, :i, '', 'zh-Hans', '', 60, :t, :at, :a)"),
+                    {"i": sid, "r": "agency_collector" if agency else "collector", "t": True,
+                     "at": ctx.clock.now(), "a": agency})
+
+    def call_status() -> dict[str | None, str]:
+        with ctx.db.read() as c:
+            return {r[0]: r[1] for r in c.execute(text(
+                "SELECT collector_id, status FROM contact_queue WHERE channel = 'call' "
+                "AND idempotency_key LIKE 'call-%'"))}
+
+    work_tasks(ctx, "w1")
+    assert agency_of(ctx, lid) == EAST
+    assert call_status() == {"c1": "cancelled", "ea1": "pending", None: "pending"}
+    recall_placement(ctx, lid, reason="the agency broke the rules", by="lead")
+    assert call_status() == {"c1": "cancelled", "ea1": "cancelled", None: "pending"}

@@ -56,6 +56,7 @@ from parley.store.models.base import table_of
 from parley.store.models.loanbook import Loan
 from parley.store.models.placements import AgencyPlacement, LegalReferral
 from parley.store.models.queue import ContactQueueItem
+from parley.store.models.staff import StaffUser
 
 AGENCY_CHANNEL = "agency"
 LEGAL_CHANNEL = "legal"
@@ -64,6 +65,7 @@ DEFAULT_LEGAL_QUEUE = "legal"
 SYSTEM = "system"
 
 _q = table_of(ContactQueueItem)
+_staff = table_of(StaffUser)
 _loan = table_of(Loan)
 _pl = table_of(AgencyPlacement)
 _lr = table_of(LegalReferral)
@@ -206,6 +208,26 @@ def _end_placement(ctx: Context, conn: Connection, row: Any, *, by: str, reason:
     return ended
 
 
+# Collector tasks: worked from a collector's queue (the worker's COLLECTOR_CHANNELS).
+_TASK_CHANNELS_OF_COLLECTORS = ("call", "interview", "visit")
+
+
+def _cancel_others_tasks(conn: Connection, loan: Any, agency_id: str | None, now: datetime) -> None:
+    """The loan now belongs to ``agency_id`` (None = back in house): open collector tasks on it
+    assigned to anyone else are cancelled in the same transaction — they could no longer see
+    the case, yet the tasks would hold their capacity and, for in-house collectors, keep them
+    calling about a debt handed over. Unassigned tasks stay for the next run to assign."""
+    team = select(_staff.c.id).where(
+        _staff.c.agency_id == agency_id if agency_id is not None else _staff.c.agency_id.is_(None))
+    conn.execute(update(ContactQueueItem).where(
+        _q.c.borrower_id == loan.borrower_id, _q.c.loan_id == loan.id,
+        _q.c.status == "pending", _q.c.channel.in_(_TASK_CHANNELS_OF_COLLECTORS),
+        _q.c.collector_id.is_not(None), _q.c.collector_id.not_in(team)).values(
+        status="cancelled", updated_at=now,
+        last_reason=f"loan {loan.id} placed with agency {agency_id}" if agency_id is not None
+        else f"loan {loan.id} recalled from its agency"))
+
+
 def _place(ctx: Context, conn: Connection, loan: Any, agency_id: str, *, by: str, reason: str,
            queue_item_id: int | None, now: datetime) -> PlaceResult:
     current = _active_placement(conn, loan.id)
@@ -219,6 +241,7 @@ def _place(ctx: Context, conn: Connection, loan: Any, agency_id: str, *, by: str
         loan_id=loan.id, borrower_id=loan.borrower_id, agency_id=agency_id, placed_at=now,
         placed_by=by, reason=reason, queue_item_id=queue_item_id)).scalar_one())
     conn.execute(update(Loan).where(_loan.c.id == loan.id).values(agency_id=agency_id))
+    _cancel_others_tasks(conn, loan, agency_id, now)
     placed = _placement(conn.execute(select(_pl).where(_pl.c.id == pid)).one())
     append_for_borrower(ctx, conn, loan.borrower_id, "placement.started",
                         {"placement": pid, "agency": agency_id, "previous_agency": loan.agency_id,
@@ -401,6 +424,7 @@ def recall_placement(ctx: Context, loan_id: str, *, by: str, reason: str) -> Rec
                    {"placement_id": None, "loan_id": loan.id, "borrower_id": loan.borrower_id,
                     "agency_id": agency, "reason": f"recalled: {reason}"}, now)
         conn.execute(update(Loan).where(_loan.c.id == loan.id).values(agency_id=None))
+        _cancel_others_tasks(conn, loan, None, now)
     return Recalled(loan_id, agency, ended, now)
 
 
