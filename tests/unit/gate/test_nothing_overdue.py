@@ -12,7 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parley.core.gate import Channel, DebtStanding, PersonFacts, Purpose, Role, decide
+from parley.core.gate import (
+    BorrowerFacts,
+    Channel,
+    DebtStanding,
+    PersonFacts,
+    Purpose,
+    Role,
+    decide,
+)
 from parley.core.gate.decide import evaluate
 from parley.services.facts import facts_from_json, facts_json
 from parley.services.gate_check import load_pack
@@ -82,6 +90,21 @@ def test_the_debt_named_decides_and_a_general_contact_needs_any_debt_overdue() -
     assert_denied_by(check("CN", request(when, "CN", debt="D9"), f), "cn.nothing-overdue")
 
 
+def test_a_third_partys_contact_is_judged_on_the_debtors_dates_too() -> None:
+    """The debtor is in Los Angeles, the emergency contact in Shanghai; the instalment fell due
+    on the debtor's today. Shanghai's date is a day ahead, but the debt is not overdue for the
+    debtor yet, so no location contact about it."""
+    when = datetime(2026, 5, 7, 1, tzinfo=ZoneInfo("Asia/Shanghai"))  # 10:00 on 6 May in LA
+    tp = PersonFacts(id="tp:1", role=Role.THIRD_PARTY, candidate_zones=("Asia/Shanghai",))
+    debtor = BorrowerFacts("B1", (), ("America/Los_Angeles",))
+    f = replace(facts("CN", person=tp, borrower=debtor), debts=_debts(("D1", date(2026, 5, 6))))
+    req = request(when, "CN", purpose=Purpose.LOCATION, person="tp:1", role=Role.THIRD_PARTY,
+                  to="+8613800138001")
+    assert _effects(req, f) == ["deny"]
+    assert _effects(replace(req, at=datetime(2026, 5, 7, 1, tzinfo=ZoneInfo("America/Los_Angeles"))),
+                    f) == ["allow"]
+
+
 def test_locating_the_debtor_through_a_third_party_is_denied_too() -> None:
     when = _when("US")
     tp = PersonFacts(id="tp:1", role=Role.THIRD_PARTY, candidate_zones=("America/New_York",))
@@ -120,6 +143,10 @@ def test_zones_a_day_apart_deny_while_either_date_is_in_doubt() -> None:
     both = ("Asia/Shanghai", "America/New_York")
     f = replace(facts("CN", zones=both), debts=_debts(("D1", date(2026, 5, 6))))
     assert _effects(request(when, "CN"), f) == ["deny"]
+    (denial,) = [x for x in evaluate(request(when, "CN"), f, load_pack("CN"))
+                 if x.rule_id == "cn.nothing-overdue"]
+    # lawful once 6 May has passed in New York too: 7 May 00:00 there
+    assert denial.retry_at == datetime(2026, 5, 7, tzinfo=ZoneInfo("America/New_York"))
     shanghai_only = replace(facts("CN", zones=("Asia/Shanghai",)), debts=f.debts)
     assert _effects(request(when, "CN"), shanghai_only) == ["allow"]
 
@@ -165,4 +192,14 @@ def test_the_rule_follows_its_definition(dues: list[date | None], named: int | N
                  and all(d.oldest_unpaid_due_on < day for day in days) for d in concerned)
     assert [x.effect for x in found] == ["allow" if expect else "deny"]
     if not expect:
-        assert found[0].retry_at is None
+        names = zones or [pack.default_timezone]
+        partly = [d.oldest_unpaid_due_on for d in concerned if d.oldest_unpaid_due_on is not None
+                  and any(d.oldest_unpaid_due_on < day for day in days)]
+        retry = None if not partly else max(
+            datetime.combine(min(partly) + timedelta(days=1), datetime.min.time(),
+                             ZoneInfo(z)) for z in names)
+        assert found[0].retry_at == retry
+        if retry is not None:  # and at that instant the rule passes
+            later = replace(req, at=retry)
+            assert [x.effect for x in evaluate(later, f, pack)
+                    if x.rule_id == "cn.nothing-overdue"] == ["allow"]

@@ -522,21 +522,28 @@ def active_agreement_blocks(ctx: Ctx, rule: Rule) -> tuple[Finding, ...]:
 def collect_only_while_overdue(ctx: Ctx, rule: Rule) -> tuple[Finding, ...]:
     """A ``purposes`` contact (collection, locating the debtor) needs something overdue on the
     debt concerned — on any of the debtor's debts when it names none — on the local date in
-    every candidate zone (in the pack's default zone when none is known), so a one-day doubt
-    between zones denies. Nothing overdue is a fact no time changes: the next daily run plans
-    again if an instalment falls due unpaid. Unknown standing (``debts`` None) does not bear."""
-    req, debts = ctx.request, ctx.facts.debts
+    every candidate zone of the person and, for a third party, of the debtor too (in the pack's
+    default zone when none is known). Overdue on some of those dates but not all: lawful once
+    the due date has passed in every one (``retry_at``). Overdue on none: no time will do — the
+    next daily run plans again if an instalment falls due unpaid. Unknown standing (``debts``
+    None) does not bear."""
+    req, facts = ctx.request, ctx.facts
+    debts = facts.debts
     if debts is None or req.purpose not in rule.params["purposes"]:
         return ()
     mine = [d for d in debts if req.debt_id is None or d.debt_id == req.debt_id]
-    days = (
-        [loc.date() for loc in ctx.local]
-        if ctx.local
-        else [ctx.at.astimezone(zone(ctx.pack.default_timezone)).date()]
-    )
+    names = list(ctx.zone_names)
+    if req.role is Role.THIRD_PARTY and facts.borrower is not None:
+        names += [z for z in facts.borrower.candidate_zones if z not in names]
+    if not names:
+        names = [ctx.pack.default_timezone]
+    days = [ctx.at.astimezone(zone(z)).date() for z in names]
     overdue = [d.debt_id for d in mine if all(d.overdue_on(day) for day in days)]
     if overdue:
         return (finding(rule, "allow", {"overdue": overdue}),)
+    partly = [d.oldest_unpaid_due_on for d in mine if d.oldest_unpaid_due_on is not None
+              and any(d.overdue_on(day) for day in days)]
+    retry = (max(day_start(z, min(partly) + _ONE_DAY) for z in names) if partly else None)
     return (
         finding(
             rule,
@@ -549,6 +556,7 @@ def collect_only_while_overdue(ctx: Ctx, rule: Rule) -> tuple[Finding, ...]:
                     for d in mine
                 },
             },
+            retry,
         ),
     )
 
