@@ -102,9 +102,16 @@ def db_datetime_for(ctx: Context, value: datetime) -> Any:
     return value
 
 
-def queue_floor(ctx: Context, n: int, borrowers: int) -> float:
+def queue_floor(ctx: Context, n: int, borrowers: int,
+                mix: list[tuple[str, str, int]] | None = None) -> float:
     """Seconds to bulk-write ``n`` queue rows alone, in one transaction (then removed): the
-    floor the daily run is compared with, for the same number of rows it wrote."""
+    floor the daily run is compared with, for the same number of rows it wrote. ``mix``:
+    (channel, action kind, rows) as the run wrote them, interleaved in those proportions, so
+    the floor feeds the same partial indexes the run does (the worker's covers only its own
+    channels); without it every row is an SMS."""
+    pattern: list[tuple[str, str]] = []
+    for channel, kind, count in mix or [("sms", "sms", 1)]:
+        pattern += [(channel, kind)] * max(1, round(1000 * count / max(n, 1)))
     now = db_datetime_for(ctx, NOW)
     cols = ("business_date", "borrower_id", "loan_id", "strategy_id", "arm", "state", "action_kind",
             "channel", "purpose", "template_id", "priority", "not_before", "status", "collector_id",
@@ -113,7 +120,8 @@ def queue_floor(ctx: Context, n: int, borrowers: int) -> float:
     t0 = time.perf_counter()
     with ctx.db.transaction() as conn:
         bulk_insert(conn, "contact_queue", cols, (
-            (day, f"B{i % borrowers:07d}", f"LB{i % borrowers:07d}", "default", "", "m1_late", "sms", "sms", "collection",
+            (day, f"B{i % borrowers:07d}", f"LB{i % borrowers:07d}", "default", "", "m1_late",
+             pattern[i % len(pattern)][1], pattern[i % len(pattern)][0], "collection",
              "m1_reminder", 20, now, "pending", None, 0, f"floor|{i}", "", now, now)
             for i in range(n)))
     elapsed = time.perf_counter() - t0
@@ -134,8 +142,11 @@ def _one(url: str, n: int) -> tuple[float, float, dict[str, Any]]:
     report = run_daily(ctx, AS_OF)
     elapsed = time.perf_counter() - t0
     with ctx.db.transaction() as conn:
+        mix = [(str(ch), str(kind), int(k)) for ch, kind, k in conn.execute(text(
+            "SELECT channel, action_kind, COUNT(*) FROM contact_queue GROUP BY channel, action_kind "
+            "ORDER BY channel, action_kind"))]
         conn.execute(text("DELETE FROM contact_queue"))
-    floor = queue_floor(ctx, report.inserted, n)
+    floor = queue_floor(ctx, report.inserted, n, mix)
     info = {"planned": report.planned, "inserted": report.inserted, "timings": report.timings,
             "tasks_assigned": report.tasks_assigned}
     db.dispose()
