@@ -117,3 +117,37 @@ def test_a_reversed_payment_makes_the_debt_collectable_again(ctx: Context) -> No
     reverse_payment(ctx, "PAY-1", "the bank returned it")
     again = request_permit(ctx, req)
     assert again.allowed, again.decision.rule_ids("deny")
+
+
+def test_a_permit_decided_under_an_older_pack_version_can_still_be_repeated(
+        ctx: Context) -> None:
+    """A worker that crashed after its permit is retried after an upgrade bumped the pack's
+    version: the key still returns the stored decision (rebuilt, not decided anew), and the
+    worker then asks the gate afresh before sending."""
+    prepare(ctx, n=1, dpd=10)
+    req = PermitRequest(borrower_id="B0", channel="sms", purpose="collection", loan_id="B0-L1",
+                        to=PHONE, text="您的账单已逾期，请尽快还款。", idempotency_key="k-1")
+    first = request_permit(ctx, req)
+    assert first.allowed
+    with ctx.db.transaction() as c:  # as logged before the upgrade
+        raw = c.execute(text("SELECT payload FROM audit_log WHERE id = :i"),
+                        {"i": first.decision_id}).scalar_one()
+        payload = json.loads(raw) if isinstance(raw, str) else raw
+        payload["pack"]["version"] = "2026.1"
+        c.execute(text("UPDATE audit_log SET payload = :p WHERE id = :i"),
+                  {"p": json.dumps(payload), "i": first.decision_id})
+    again = request_permit(ctx, req)
+    assert again.repeated and again.allowed and again.attempt_id == first.attempt_id
+    assert again.decision.pack_version == "2026.1"
+    assert again.decision.rule_ids() == first.decision.rule_ids()
+
+
+def test_an_instalment_due_today_is_not_overdue_so_paying_the_arrears_cancels(ctx: Context) -> None:
+    """The boundary: after the payment the oldest unpaid instalment falls due today (the
+    business date), which is not overdue yet."""
+    prepare(ctx, n=1, dpd=10)
+    with ctx.db.transaction() as c:
+        c.execute(text("UPDATE installment SET due_on = :d WHERE loan_id = 'B0-L1' AND number = 2"),
+                  {"d": MONDAY})
+    post_payment(ctx, "PAY-1", "B0-L1", ctx.clock.now(), FIRST_INSTALMENT)
+    assert {r.status for r in _borrower_items(ctx, "B0").values()} == {"cancelled"}

@@ -426,6 +426,18 @@ def case_at_glance(ctx: Context, actor: Actor, loan_id: str) -> dict[str, Any]:
         }
 
 
+def refuse_control_characters(value: str | None, *, record: str, field: str) -> None:
+    """Free text people type may hold tabs and line breaks, nothing else below U+0020 (nor DEL
+    or the C1 controls): a NUL cannot be stored in PostgreSQL text, and the rest are never
+    typed, only pasted or forged. InvalidInput names the field and the first one found."""
+    import re
+
+    found = re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", value or "")
+    if found:
+        raise InvalidInput(f"must not contain control characters (found U+{ord(found.group()):04X})",
+                           record=record, field=field)
+
+
 def add_note(ctx: Context, actor: Actor, loan_id: str, text: str) -> int:
     require_role(actor, CALL_ROLES)
     text = (text or "").strip()
@@ -433,6 +445,7 @@ def add_note(ctx: Context, actor: Actor, loan_id: str, text: str) -> int:
         raise InvalidInput("must not be empty", record="note", field="text")
     if len(text) > 4000:
         raise InvalidInput("at most 4000 characters", record="note", field="text")
+    refuse_control_characters(text, record="note", field="text")
     with ctx.db.transaction() as conn:
         loan = _load_loan(conn, actor, loan_id)
         res = conn.execute(
@@ -584,7 +597,9 @@ def request_contact_permit(ctx: Context, actor: Actor, loan_id: str, *, channel:
                            lang: str = "en") -> dict[str, Any]:
     """A permit for one contact about a visible loan, decided now and recorded with the caller's
     identity (the API face of `permits.request_permit`, for lenders' dialers and workers). A
-    repeated idempotency key returns the original permit instead of a second contact."""
+    repeated idempotency key returns the original permit instead of a second contact; the key
+    with a different request is a Conflict. An SMS or e-mail needs non-blank text (screened) or
+    a stored template (screened when saved): the record must say what was sent."""
     require_role(actor, CALL_ROLES)
     borrower_id = check_loan_visible(ctx, actor, loan_id)
     if channel not in PERMIT_CHANNELS:
@@ -593,13 +608,25 @@ def request_contact_permit(ctx: Context, actor: Actor, loan_id: str, *, channel:
         raise InvalidInput(f"{purpose!r} is not one of {', '.join(PERMIT_PURPOSES)}", record="permit", field="purpose")
     if channel == "call" and text:
         raise InvalidInput("a call carries no text", record="permit", field="text")
+    if text is not None and not text.strip():
+        text = None  # blank text is no text
+    if template_id is not None:
+        from parley.store.models.templates import Template
+
+        with ctx.db.read() as conn:
+            stored = conn.execute(select(Template.id).where(Template.id == template_id).limit(1)).first()
+        if stored is None:
+            raise InvalidInput(f"no template {template_id!r}", record="permit", field="template_id")
+    if channel != "call" and text is None and template_id is None:
+        raise InvalidInput(f"a message by {channel} needs non-blank text or a template_id", record="permit",
+                           field="text")
     from dataclasses import replace
 
     from parley.services.permits import request_permit
 
     req = replace(_permit_request(ctx, actor, borrower_id, loan_id, phone_id if channel != "email" else None,
                                   idempotency_key=idempotency_key),
-                  channel=channel, purpose=purpose, text=text or None, template_id=template_id)
+                  channel=channel, purpose=purpose, text=text, template_id=template_id)
     return _permit_dict(request_permit(ctx, req), lang)
 
 
@@ -639,6 +666,8 @@ def log_inbound(ctx: Context, actor: Actor, loan_id: str, *, channel: str,
     collector, or their SMS or e-mail arrived (``permits.record_inbound``): history the gate
     reads, e.g. for the one reply Reg F allows through a medium they opted out of."""
     require_role(actor, CALL_ROLES)
+    refuse_control_characters(sender, record=permits.RECORD, field="sender")
+    refuse_control_characters(notes, record=permits.RECORD, field="notes")
     borrower_id = check_loan_visible(ctx, actor, loan_id)
     from parley.services.permits import record_inbound
 
@@ -765,69 +794,110 @@ def borrower_overview(ctx: Context, actor: Actor) -> dict[str, Any]:
         }
 
 
-def set_opt_outs(ctx: Context, actor: Actor, channels: set[str]) -> list[str]:
-    """The borrower's channel opt-outs become exactly `channels` (revoking the others).
-    Recorded on the borrower's audit chain; governs every gate decision from now on."""
+def _borrowers_only(actor: Actor) -> None:
     if actor.role != "borrower":
         raise Forbidden("borrowers only")
+
+
+def _checked_opt_outs(channels: set[str]) -> set[str]:
     bad = sorted(set(channels) - set(OPT_OUT_CHANNELS))
     if bad:
         raise InvalidInput(f"unknown channel {bad[0]!r}", record="preferences", field="opt_out")
+    return set(channels)
+
+
+def _checked_quiet_window(start: str, end: str) -> tuple[str, str]:
+    import re
+
+    hhmm = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
+    if start and not hhmm.fullmatch(start):
+        raise InvalidInput("use HH:MM", record="preferences", field="quiet_from")
+    if start and not hhmm.fullmatch(end or ""):
+        raise InvalidInput("use HH:MM", record="preferences", field="quiet_to")
+    return start, end
+
+
+def _write_opt_outs(ctx: Context, conn: Connection, actor: Actor, channels: set[str],
+                    now: datetime) -> None:
+    """Inside the caller's transaction, with the borrower locked; `channels` already checked."""
+    current = {
+        o.channel: o.id
+        for o in _orm(conn).execute(
+            select(OptOut).where(
+                OptOut.borrower_id == actor.id, OptOut.revoked_at.is_(None),
+                OptOut.third_party_id.is_(None), OptOut.address_index.is_(None),
+            )
+        ).scalars()
+    }
+    for ch in sorted(set(channels) - set(current)):
+        conn.execute(insert(OptOut).values(borrower_id=actor.id, channel=ch, created_at=now))
+    for ch in sorted(set(current) - set(channels)):
+        conn.execute(update(OptOut).where(OptOut.id == current[ch]).values(revoked_at=now))
+    audit.append_for_borrower(ctx, conn, actor.id, "preferences.opt_out",
+                              {"channels": sorted(channels)}, actor=actor.id, at=now)
+
+
+def _write_quiet_window(ctx: Context, conn: Connection, actor: Actor, start: str, end: str,
+                        now: datetime) -> None:
+    """Inside the caller's transaction, with the borrower locked; the window already checked."""
+    conn.execute(
+        update(ContactPreference)
+        .where(
+            and_(
+                ContactPreference.borrower_id == actor.id,
+                ContactPreference.kind == "inconvenient_window",
+                ContactPreference.revoked_at.is_(None),
+            )
+        )
+        .values(revoked_at=now)
+    )
+    if start:
+        conn.execute(
+            insert(ContactPreference).values(
+                borrower_id=actor.id, kind="inconvenient_window",
+                params=json.dumps({"from": start, "to": end}, sort_keys=True), created_at=now,
+            )
+        )
+    audit.append_for_borrower(ctx, conn, actor.id, "preferences.quiet_window",
+                              {"from": start, "to": end}, actor=actor.id, at=now)
+
+
+def set_opt_outs(ctx: Context, actor: Actor, channels: set[str]) -> list[str]:
+    """The borrower's channel opt-outs become exactly `channels` (revoking the others).
+    Recorded on the borrower's audit chain; governs every gate decision from now on."""
+    _borrowers_only(actor)
+    channels = _checked_opt_outs(channels)
     now = ctx.clock.now()
     with ctx.db.transaction() as conn:
         lock_borrower(conn, actor.id)
-        current = {
-            o.channel: o.id
-            for o in _orm(conn).execute(
-                select(OptOut).where(
-                    OptOut.borrower_id == actor.id, OptOut.revoked_at.is_(None),
-                    OptOut.third_party_id.is_(None), OptOut.address_index.is_(None),
-                )
-            ).scalars()
-        }
-        for ch in sorted(set(channels) - set(current)):
-            conn.execute(insert(OptOut).values(borrower_id=actor.id, channel=ch, created_at=now))
-        for ch in sorted(set(current) - set(channels)):
-            conn.execute(update(OptOut).where(OptOut.id == current[ch]).values(revoked_at=now))
-        audit.append_for_borrower(ctx, conn, actor.id, "preferences.opt_out",
-                                  {"channels": sorted(channels)}, actor=actor.id, at=now)
+        _write_opt_outs(ctx, conn, actor, channels, now)
     return sorted(channels)
 
 
 def set_quiet_window(ctx: Context, actor: Actor, start: str, end: str) -> None:
     """A stated inconvenient window (local time, e.g. 12:00–14:00); empty start clears it."""
-    if actor.role != "borrower":
-        raise Forbidden("borrowers only")
-    import re
-
-    hhmm = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+    _borrowers_only(actor)
+    start, end = _checked_quiet_window(start, end)
     now = ctx.clock.now()
-    if start and not hhmm.match(start):
-        raise InvalidInput("use HH:MM", record="preferences", field="quiet_from")
-    if start and not hhmm.match(end or ""):
-        raise InvalidInput("use HH:MM", record="preferences", field="quiet_to")
     with ctx.db.transaction() as conn:
         lock_borrower(conn, actor.id)
-        conn.execute(
-            update(ContactPreference)
-            .where(
-                and_(
-                    ContactPreference.borrower_id == actor.id,
-                    ContactPreference.kind == "inconvenient_window",
-                    ContactPreference.revoked_at.is_(None),
-                )
-            )
-            .values(revoked_at=now)
-        )
-        if start:
-            conn.execute(
-                insert(ContactPreference).values(
-                    borrower_id=actor.id, kind="inconvenient_window",
-                    params=json.dumps({"from": start, "to": end}, sort_keys=True), created_at=now,
-                )
-            )
-        audit.append_for_borrower(ctx, conn, actor.id, "preferences.quiet_window",
-                                  {"from": start, "to": end}, actor=actor.id, at=now)
+        _write_quiet_window(ctx, conn, actor, start, end, now)
+
+
+def set_preferences(ctx: Context, actor: Actor, *, opt_outs: set[str], quiet_from: str,
+                    quiet_to: str) -> list[str]:
+    """The portal's preferences form: the opt-outs (as `set_opt_outs`) and the inconvenient
+    window (as `set_quiet_window`) checked together and written in one transaction, so a bad
+    window saves no opt-out either. Returns the opt-outs now in force."""
+    _borrowers_only(actor)
+    channels = _checked_opt_outs(opt_outs)
+    start, end = _checked_quiet_window(quiet_from, quiet_to)
+    now = ctx.clock.now()
+    with ctx.db.transaction() as conn:
+        lock_borrower(conn, actor.id)
+        _write_opt_outs(ctx, conn, actor, channels, now)
+        _write_quiet_window(ctx, conn, actor, start, end, now)
+    return sorted(channels)
 
 
 # --- payments through the API ----------------------------------------------------------------
@@ -1005,6 +1075,7 @@ def book_visit(ctx: Context, actor: Actor, loan_id: str, *, kind: str, local_tim
     """Book a 面谈 or a field visit on this case, led by the actor. local_time: 'YYYY-MM-DDTHH:MM'
     in the lender's business zone (what a datetime-local field sends)."""
     require_role(actor, CALL_ROLES)
+    refuse_control_characters(place, record="appointment", field="place")
     borrower_id = check_loan_visible(ctx, actor, loan_id)
     try:
         at = datetime.fromisoformat(local_time)

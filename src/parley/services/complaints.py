@@ -28,6 +28,7 @@ from parley.services.auth import Actor
 from parley.services.casework import (
     COMPLIANCE_ROLES,
     COMPLIANCE_WRITE_ROLES,
+    refuse_control_characters,
     visible_loans,
 )
 from parley.services.context import Context
@@ -133,6 +134,7 @@ def file_complaint(
     description = (description or "").strip()
     if len(description) > MAX_TEXT:
         raise InvalidInput(f"at most {MAX_TEXT} characters", record="complaint", field="description")
+    refuse_control_characters(description, record="complaint", field="description")
     if actor.role == "borrower":
         borrower_id = actor.id
     if not borrower_id:
@@ -404,7 +406,7 @@ def assign(ctx: Context, actor: Actor, complaint_id: str, staff_id: str) -> None
             raise Conflict(f"complaint is {c.status}")
         role = _orm(conn).execute(select(StaffUser.role).where(StaffUser.id == staff_id)).scalar()
         if role not in COMPLIANCE_WRITE_ROLES:
-            raise InvalidInput("not a compliance officer", record="complaint", field="assigned_to")
+            raise InvalidInput("not a compliance officer", record="complaint", field="staff_id")
         return {"assigned_to": staff_id}
 
     _update(ctx, actor, complaint_id, "complaint.assigned", {"to": staff_id}, change)
@@ -418,6 +420,7 @@ def resolve(ctx: Context, actor: Actor, complaint_id: str, outcome: str, *,
         raise InvalidInput("required", record="complaint", field="outcome")
     if len(outcome) > MAX_TEXT:
         raise InvalidInput(f"at most {MAX_TEXT} characters", record="complaint", field="outcome")
+    refuse_control_characters(outcome, record="complaint", field="outcome")
 
     def change(conn: Connection, c: Any, now: datetime) -> dict[str, Any]:
         if c.status in ("resolved", "rejected"):
@@ -442,6 +445,7 @@ def add_evidence(ctx: Context, actor: Actor, complaint_id: str, *, contact_id: i
                  note: str = "") -> None:
     if contact_id is None and not note.strip():
         raise InvalidInput("give a contact or a note", record="evidence", field="contact_id")
+    refuse_control_characters(note, record="evidence", field="note")
 
     def change(conn: Connection, c: Any, now: datetime) -> dict[str, Any]:
         if contact_id is not None:

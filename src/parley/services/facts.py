@@ -38,6 +38,7 @@ from sqlalchemy import (
 from parley.adapters.zones import candidate_zones, zones_for_address
 from parley.core.content import ContentHit, ContentScreening
 from parley.core.gate import (
+    LANGS,
     AgreementFact,
     BorrowerFacts,
     BusinessCalendar,
@@ -48,6 +49,7 @@ from parley.core.gate import (
     DebtStanding,
     Decision,
     Facts,
+    Finding,
     Hold,
     LocalWindow,
     OptOut,
@@ -567,6 +569,27 @@ def compact_decision(d: Decision) -> dict[str, Any]:
     }
 
 
+def stored_decision(payload: dict[str, Any]) -> Decision:
+    """The decision as it was stored, rebuilt without deciding again: for a permit whose pack
+    has since changed version (replaying it under the new rules would be another decision).
+    Texts and citations come from the current pack where the rule still exists, the rule id
+    otherwise."""
+    stored = payload["decision"]
+    pack_id, version = payload["pack"]["id"], payload["pack"]["version"]
+    rules = {r.id: r for r in load_pack(pack_id).rules}
+    findings = []
+    for r in stored["reasons"]:
+        rule = rules.get(r["rule"])
+        findings.append(Finding(
+            r["rule"], rule.citation_text if rule is not None else "", r["effect"],
+            rule.texts[r["effect"]] if rule is not None else {lang: r["rule"] for lang in LANGS},
+            r["params"] or {}, rule.provisional if rule is not None else False))
+    reasons = tuple(findings)
+    return Decision(stored["decision"] == "allow", reasons, _pt(stored["next_allowed_at"]),
+                    tuple(f for f in reasons if f.effect == "advise"), pack_id, version,
+                    _pt(stored["decided_at"]) or datetime.min.replace(tzinfo=UTC))
+
+
 def replay_decision(payload: dict[str, Any]) -> tuple[Decision, dict[str, Any]]:
     """Decide again from a stored gate payload's inputs; returns the decision and its compact
     form (compare with ``payload['decision']``). The pack must still be at the stored version."""
@@ -592,6 +615,7 @@ __all__ = [
     "read_borrower",
     "replay_decision",
     "request_from_json",
+    "stored_decision",
     "request_json",
     "third_party_of",
 ]

@@ -55,8 +55,9 @@ from parley.services.facts import (
     read_borrower,
     replay_decision,
     request_json,
+    stored_decision,
 )
-from parley.services.gate_check import check_scenario
+from parley.services.gate_check import check_scenario, load_pack
 from parley.store.hot import Hot
 from parley.store.models.base import table_of
 from parley.store.models.contacts import AuditLog, ContactAttempt, DecisionReason
@@ -118,8 +119,9 @@ class PermitRequest:
     collector_id / agency_id / badge: who contacts (identified on the record).
     collectors: (id, name, badge) of everyone attending a visit; empty for remote channels.
     queue_item_id: the queue item this drains. idempotency_key: a retry with the same key
-        returns the first permit and records nothing new. initiated_by: collector, consumer
-        or system. consent_until: Reg F prior consent given for calls until then.
+        returns the first permit and records nothing new; the key with a different request is
+        a Conflict. initiated_by: collector, consumer or system. consent_until: Reg F prior
+        consent given for calls until then.
     """
 
     borrower_id: str
@@ -191,6 +193,10 @@ def _validate(req: PermitRequest) -> tuple[Channel, Purpose, Role]:
         raise _bad("third_party_id", "expected an integer")
     if req.text is not None and not isinstance(req.text, str):
         raise _bad("text", "expected a string")
+    if channel in (Channel.SMS, Channel.EMAIL) and not (req.text or "").strip() \
+            and not req.template_id:
+        # A message with nothing in it would go on the record with no content and unscreened.
+        raise _bad("text", f"a message by {channel} needs non-blank text or a template_id")
     for i, c in enumerate(req.collectors):
         if len(c) != 3 or not all(isinstance(x, str) for x in c) or not c[0]:
             raise _bad(f"collectors[{i}]", "expected (id, name, badge)")
@@ -262,7 +268,7 @@ def request_permit(ctx: Any, req: PermitRequest, *, conn: Connection | None = No
     """Decide ``req`` now and, when allowed, record the attempt — one transaction (the
     caller's ``conn`` if given: a write transaction from ``Database.transaction()``, which the
     borrower lock then spans). Raises NotFound (borrower/third party), InvalidInput (bad
-    field or no address), Conflict (idempotency key used for another borrower)."""
+    field or no address), Conflict (idempotency key used for another borrower or request)."""
     return _run(ctx, conn, lambda c: _decide_and_record(c, ctx, req, preview=False))
 
 
@@ -277,7 +283,7 @@ def _decide_and_record(conn: Connection, ctx: Any, req: PermitRequest, *, previe
     if req.idempotency_key and not preview:
         seen = SQL_BY_KEY.first(conn, {"key": req.idempotency_key})
         if seen is not None:
-            return _repeat(conn, req, seen)
+            return _repeat(conn, ctx, req, seen, channel, purpose)
     now = ctx.clock.now()
     pack = pack_for(ctx, borrower)
     facts, contactable = gather(conn, ctx, borrower, pack, role, req.third_party_id, req.text,
@@ -361,14 +367,68 @@ def _write_pg(conn: Connection, bid: str, entry: dict[str, Any], reasons: list[d
     return int(row[0]), None if row[1] is None else int(row[1])
 
 
-def _repeat(conn: Connection, req: PermitRequest, seen: Any) -> Permit:
+def _repeat(conn: Connection, ctx: Any, req: PermitRequest, seen: Any, channel: Channel,
+            purpose: Purpose) -> Permit:
+    """The permit an idempotency key already holds, when ``req`` is the request it was given
+    for. Another request under the same key is a Conflict: returning the old permit would
+    let an unscreened message, another channel or another person ride on it."""
     attempt_id, bid, decision_id, to_masked = seen
     if bid != req.borrower_id:
         raise Conflict(f"idempotency key {req.idempotency_key!r} was used for another borrower")
     payload = json.loads(SQL_PAYLOAD.one(conn, {"id": decision_id})[0])
-    decision, _ = replay_decision(payload)
+    differs = _differences(ctx, req, channel, purpose, payload)
+    if differs:
+        raise Conflict(f"idempotency key {req.idempotency_key!r} was used for another request "
+                       f"(different {', '.join(differs)}); a new contact needs a new key")
+    # Under the pack version that made it, the same decision again; a pack since upgraded
+    # would decide anew, so the stored decision is rebuilt instead (the worker and the notice
+    # path ask the gate afresh before they send in any case).
+    if load_pack(payload["pack"]["id"]).version == payload["pack"]["version"]:
+        decision, _ = replay_decision(payload)
+    else:
+        decision = stored_decision(payload)
     return Permit(decision.allowed, decision, int(decision_id), int(attempt_id), to_masked,
                   repeated=True)
+
+
+def _differences(ctx: Any, req: PermitRequest, channel: Channel, purpose: Purpose,
+                 payload: dict[str, Any]) -> list[str]:
+    """The fields in which ``req`` is not the request decided in ``payload`` (its gate.decision
+    entry), in PermitRequest's words; empty = the same request."""
+    asked, context = payload["request"], payload["context"]
+    differs = [name for name, was, now in (
+        ("channel", asked["channel"], str(channel)),
+        ("purpose", asked["purpose"], str(purpose)),
+        ("loan_id", context["loan_id"], req.loan_id),
+        ("third_party_id", context["third_party_id"], req.third_party_id),
+    ) if was != now]
+    # ``to`` as asked: the same explicit address, or both the person's default. (A decision
+    # from before ``to_given`` was kept can only be held to an explicit address.)
+    given = context.get("to_given")
+    if req.to:
+        if given is False or _asked_index(ctx, channel, req.to) != asked["to"]:
+            differs.append("to")
+    elif given:
+        differs.append("to")
+    # The worker composes a queue item's message again when it retries (today's amount and
+    # days overdue): the same item and template is the same message, and the worker screens
+    # the new text with check_contact before it sends it.
+    rerendered = (req.queue_item_id is not None and req.template_id is not None
+                  and context["queue_item_id"] == req.queue_item_id)
+    if (asked["text"] or "") != (req.text or "") and not rerendered:
+        differs.append("text")
+    if context["template_id"] != req.template_id:
+        differs.append("template_id")
+    return differs
+
+
+def _asked_index(ctx: Any, channel: Channel, to: str) -> str:
+    """The index ``_address_to`` gives an explicit ``to`` (what the decision's request keeps)."""
+    if channel in (Channel.CALL, Channel.SMS):
+        return str(ctx.keyring.blind_index(_e164(to), "phone"))
+    if channel is Channel.EMAIL:
+        return to.strip().lower()
+    return to.strip()
 
 
 def _decision_entry(ctx: Any, borrower: BorrowerRow, req: PermitRequest,
@@ -379,7 +439,8 @@ def _decision_entry(ctx: Any, borrower: BorrowerRow, req: PermitRequest,
     payload = {
         "request": request_json(request),
         "context": {"loan_id": req.loan_id, "third_party_id": req.third_party_id,
-                    "to_masked": to_masked, "collector_id": req.collector_id,
+                    "to_masked": to_masked, "to_given": bool(req.to),
+                    "collector_id": req.collector_id,
                     "agency_id": req.agency_id, "badge": req.badge,
                     "template_id": req.template_id, "queue_item_id": req.queue_item_id,
                     "idempotency_key": req.idempotency_key, "initiated_by": req.initiated_by},

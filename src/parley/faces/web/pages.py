@@ -371,14 +371,35 @@ def case_close_referral(request: Request, ctx: CtxDep, session: Workbench, loan_
     return RedirectResponse(f"/cases/{loan_id}#legal", status_code=303)
 
 
+# Booking a visit, recording an inbound contact and adding a note: bad input (or a clash)
+# re-shows the case with the reason next to that form and what was typed still in it.
+# Free-text fields take more than their services allow (TYPED_MAX), so an over-long entry
+# comes back to its form with the service's limit named rather than as a bare error page.
+
+TYPED_MAX = 20_000
+
+
+def _case_refused(request: Request, ctx: Context, session: Session, loan_id: str, section: str,
+                  exc: InvalidInput | Conflict, typed: dict[str, Any]) -> HTMLResponse:
+    return _case_page(request, ctx, session, loan_id,
+                      status=422 if isinstance(exc, InvalidInput) else 409,
+                      action_error={"section": section, "message": str(exc),
+                                    "field": getattr(exc, "field", "") or "", "typed": typed})
+
+
 @router.post("/cases/{loan_id}/visits")
 def case_visit(request: Request, ctx: CtxDep, session: Caller, loan_id: LoanId,
                kind: Annotated[str, Form(max_length=32)],
                scheduled_at: Annotated[str, Form(max_length=32)],
                place: Annotated[str, Form(max_length=500)] = "",
                with_id: Annotated[str, Form(max_length=64)] = "") -> Response:
-    casework.book_visit(ctx, session.actor, loan_id, kind=kind, local_time=scheduled_at,
-                        place=place, with_ids=(with_id,) if with_id else ())
+    try:
+        casework.book_visit(ctx, session.actor, loan_id, kind=kind, local_time=scheduled_at,
+                            place=place, with_ids=(with_id,) if with_id else ())
+    except (InvalidInput, Conflict) as exc:
+        return _case_refused(request, ctx, session, loan_id, "visits", exc,
+                             {"kind": kind, "scheduled_at": scheduled_at, "place": place,
+                              "with_id": with_id})
     return RedirectResponse(f"/cases/{loan_id}#visits", status_code=303)
 
 
@@ -404,6 +425,8 @@ def case_outcome(request: Request, ctx: CtxDep, session: Caller, loan_id: LoanId
                  result: Annotated[str, Form(max_length=20)],
                  notes: Annotated[str, Form(max_length=4000)] = "",
                  promise: Annotated[bool, Form()] = False) -> Response:
+    # log_outcome does not check for control characters yet; a NUL would fail on PostgreSQL.
+    casework.refuse_control_characters(notes, record="call", field="notes")
     try:
         out = casework.log_outcome(ctx, session.actor, loan_id, attempt_id, result=result,
                                    notes=notes, promise=promise)
@@ -417,16 +440,24 @@ def case_inbound(request: Request, ctx: CtxDep, session: Caller, loan_id: LoanId
                  channel: Annotated[str, Form(max_length=10)],
                  sender: Annotated[str, Form(max_length=320)] = "",
                  spoke: Annotated[bool, Form()] = False,
-                 notes: Annotated[str, Form(max_length=2000)] = "") -> Response:
-    casework.log_inbound(ctx, session.actor, loan_id, channel=channel, sender=sender or None,
-                         spoke=spoke, notes=notes)
+                 notes: Annotated[str, Form(max_length=TYPED_MAX)] = "") -> Response:
+    try:
+        casework.log_inbound(ctx, session.actor, loan_id, channel=channel, sender=sender or None,
+                             spoke=spoke, notes=notes)
+    except (InvalidInput, Conflict) as exc:
+        return _case_refused(request, ctx, session, loan_id, "contacts", exc,
+                             {"channel": channel, "sender": sender, "spoke": spoke,
+                              "notes": notes})
     return RedirectResponse(f"/cases/{loan_id}#contacts", status_code=303)
 
 
 @router.post("/cases/{loan_id}/notes")
 def case_note(request: Request, ctx: CtxDep, session: Caller, loan_id: LoanId,
-              text: Annotated[str, Form(max_length=4000)]) -> Response:
-    casework.add_note(ctx, session.actor, loan_id, text)
+              text: Annotated[str, Form(max_length=TYPED_MAX)] = "") -> Response:
+    try:
+        casework.add_note(ctx, session.actor, loan_id, text)
+    except (InvalidInput, Conflict) as exc:
+        return _case_refused(request, ctx, session, loan_id, "notes", exc, {"text": text})
     return RedirectResponse(f"/cases/{loan_id}#notes", status_code=303)
 
 
@@ -449,11 +480,24 @@ def case_propose(request: Request, ctx: CtxDep, session: Caller, loan_id: LoanId
 # --- the borrower's portal -------------------------------------------------------------------
 
 
+def _portal_page(request: Request, ctx: Context, session: Session, status: int = 200,
+                 **values: Any) -> HTMLResponse:
+    view = casework.borrower_overview(ctx, session.actor)
+    return render(request, "portal.html", status=status, view=view,
+                  categories=complaints.CATEGORIES, channels=casework.OPT_OUT_CHANNELS, **values)
+
+
+def _portal_refused(request: Request, ctx: Context, session: Session, section: str,
+                    exc: InvalidInput, typed: dict[str, Any]) -> HTMLResponse:
+    """The portal again (422) with the reason next to the form and what was typed kept."""
+    return _portal_page(request, ctx, session, status=422,
+                        action_error={"section": section, "message": str(exc),
+                                      "field": exc.field, "typed": typed})
+
+
 @router.get("/portal")
 def portal(request: Request, ctx: CtxDep, session: BorrowerSession) -> Response:
-    view = casework.borrower_overview(ctx, session.actor)
-    return render(request, "portal.html", view=view, categories=complaints.CATEGORIES,
-                  channels=casework.OPT_OUT_CHANNELS, filed=request.query_params.get("filed"))
+    return _portal_page(request, ctx, session, filed=request.query_params.get("filed"))
 
 
 @router.post("/portal/quote")
@@ -485,19 +529,30 @@ def portal_accept(request: Request, ctx: CtxDep, session: BorrowerSession,
 async def portal_preferences(request: Request, ctx: CtxDep, session: BorrowerSession,
                              quiet_from: Annotated[str, Form(max_length=5)] = "",
                              quiet_to: Annotated[str, Form(max_length=5)] = "") -> Response:
+    """Opt-outs and the inconvenient window are saved together or not at all; bad input
+    re-shows the portal (422) with the field named and the form as the borrower left it."""
     form = await request.form()
     channels = {str(v) for v in form.getlist("opt_out")}
-    casework.set_opt_outs(ctx, session.actor, channels)
-    casework.set_quiet_window(ctx, session.actor, quiet_from, quiet_to)
+    try:
+        casework.set_preferences(ctx, session.actor, opt_outs=channels, quiet_from=quiet_from,
+                                 quiet_to=quiet_to)
+    except InvalidInput as exc:
+        return _portal_refused(request, ctx, session, "preferences", exc,
+                               {"opt_out": sorted(channels), "quiet_from": quiet_from,
+                                "quiet_to": quiet_to})
     return RedirectResponse("/portal#preferences", status_code=303)
 
 
 @router.post("/portal/complaints")
 def portal_complaint(request: Request, ctx: CtxDep, session: BorrowerSession,
                      category: Annotated[str, Form(max_length=32)],
-                     description: Annotated[str, Form(max_length=4000)] = "") -> Response:
-    cid = complaints.file_complaint(ctx, session.actor, category=category,
-                                    description=description, channel="portal")
+                     description: Annotated[str, Form(max_length=TYPED_MAX)] = "") -> Response:
+    try:
+        cid = complaints.file_complaint(ctx, session.actor, category=category,
+                                        description=description, channel="portal")
+    except InvalidInput as exc:
+        return _portal_refused(request, ctx, session, "complaints", exc,
+                               {"category": category, "description": description})
     return RedirectResponse(f"/portal?filed={cid}#complaints", status_code=303)
 
 
@@ -568,7 +623,7 @@ def desk_complaint_action(
     action: Annotated[str, Path(pattern=r"^(acknowledge|assign|resolve|evidence)$")],
     staff_id: Annotated[str, Form(max_length=64)] = "",
     outcome: Annotated[str, Form(max_length=4000)] = "",
-    upheld: Annotated[str, Form(max_length=5)] = "yes",
+    upheld: Annotated[str, Form(max_length=5)] = "",
     contact_id: Annotated[int | None, Form(ge=1, le=2**62)] = None,
     note: Annotated[str, Form(max_length=4000)] = "",
 ) -> Response:
@@ -578,7 +633,9 @@ def desk_complaint_action(
     elif action == "assign":
         complaints.assign(ctx, actor, complaint_id, staff_id)
     elif action == "resolve":
-        complaints.resolve(ctx, actor, complaint_id, outcome, upheld=upheld != "no")
+        if upheld not in ("yes", "no"):
+            raise InvalidInput("use yes or no", record="complaint", field="upheld")
+        complaints.resolve(ctx, actor, complaint_id, outcome, upheld=upheld == "yes")
     else:
         complaints.add_evidence(ctx, actor, complaint_id, contact_id=contact_id, note=note)
     return RedirectResponse(f"/desk/complaints/{complaint_id}", status_code=303)
