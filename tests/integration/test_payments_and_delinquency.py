@@ -103,11 +103,52 @@ def test_bad_payment_input_is_refused(ctx, tmp_path):
         reverse_payment(ctx, "P1", " ")
 
 
+def payments_written(ctx) -> tuple[int, int]:
+    from parley.store.models.loanbook import Payment
+
+    with ctx.db.read() as conn:
+        return (conn.execute(select(func.count()).select_from(Payment)).scalar_one(),
+                conn.execute(select(func.count()).select_from(LedgerEntry)).scalar_one())
+
+
+@pytest.mark.parametrize("paid_at", [
+    datetime(2030, 1, 1, tzinfo=UTC),  # the future: the test clock is 2026-03-02T02:00Z
+    datetime(2026, 3, 2, 2, 6, tzinfo=UTC),  # six minutes ahead: more than clock skew
+    datetime(2025, 12, 31, 15, 59, tzinfo=UTC),  # 23:59 on 31 December in Shanghai; L1 paid out 1 January
+    datetime(1, 1, 1, tzinfo=UTC),
+    datetime.fromisoformat("0001-01-01T00:00:00+08:00"),  # before the year 1 in UTC
+    datetime.fromisoformat("9999-12-31T23:59:59-12:00"),  # in the year 10000 in UTC
+])
+def test_a_payment_at_an_impossible_time_is_refused_naming_paid_at(ctx, tmp_path, paid_at):
+    load_book(ctx, tmp_path)
+    with pytest.raises(InvalidInput) as err:
+        post_payment(ctx, "P1", "L1", paid_at, 100)
+    assert err.value.field == "paid_at"
+    assert payments_written(ctx) == (0, 0)
+
+
+def test_a_payment_on_the_disbursement_day_or_within_clock_skew_is_posted(ctx, tmp_path):
+    load_book(ctx, tmp_path)
+    assert post_payment(ctx, "P1", "L1", datetime(2025, 12, 31, 16, 0, tzinfo=UTC), 100).paid_on == date(2026, 1, 1)
+    post_payment(ctx, "P2", "L1", ctx.clock.now() + timedelta(minutes=4), 100)
+    assert payments_written(ctx) == (2, 2)
+
+
+@pytest.mark.parametrize("payment_id", ["", " ", "P 1", "P1\n", "-P1", "P" * 65, "P\x001"])
+def test_a_payment_id_outside_the_id_rule_is_refused_naming_it(ctx, tmp_path, payment_id):
+    load_book(ctx, tmp_path)
+    with pytest.raises(InvalidInput) as err:
+        post_payment(ctx, payment_id, "L1", T, 100)
+    assert err.value.field == "payment_id"
+    assert payments_written(ctx) == (0, 0)
+
+
 def test_days_past_due_counts_the_oldest_unpaid_instalment(ctx, tmp_path):
     load_book(ctx, tmp_path)
     assert dpd(ctx, date(2026, 2, 1)) == {"L1": (0, "M0"), "L2": (0, "M0")}
     assert dpd(ctx, date(2026, 2, 2))["L1"] == (1, "M1")
     assert dpd(ctx, date(2026, 3, 4))["L1"] == (31, "M2")
+    ctx.clock.set(datetime(2026, 3, 4, 2, tzinfo=UTC))  # a payment is never recorded before it is made
     post_payment(ctx, "P1", "L1", datetime(2026, 3, 4, 2, tzinfo=UTC), 41200)  # pays instalment 1 only
     assert dpd(ctx, date(2026, 3, 4))["L1"] == (3, "M1")  # now counted from 1 March
     assert dpd(ctx, date(2026, 3, 3))["L1"] == (30, "M1")  # before the payment, as it was
@@ -173,8 +214,10 @@ def test_set_based_days_past_due_equals_the_pure_definition(ctx, tmp_path):
         pauses[f"L{i}"] = [p]
     for k in range(80):
         at = datetime(2025, 2, 1, tzinfo=UTC) + timedelta(days=rng.randrange(400), hours=rng.randrange(24))
+        n = rng.randrange(60)
+        at = max(at, datetime.fromisoformat(loans[n]["disbursed_on"] + "T00:00:00+08:00"))  # none before the loan
         ctx.clock.set(max(ctx.clock.now(), at))
-        post_payment(ctx, f"P{k}", f"L{rng.randrange(60)}", at, rng.randrange(100, 300000))
+        post_payment(ctx, f"P{k}", f"L{n}", at, rng.randrange(100, 300000))
     for as_of in (date(2025, 6, 30), date(2025, 12, 31), date(2026, 2, 28), date(2026, 3, 1)):
         got = dpd(ctx, as_of)
         with ctx.db.read() as conn:

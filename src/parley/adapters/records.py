@@ -6,6 +6,7 @@ JSON Lines file is exactly the string "1234.56" by the time it reaches `parse_mi
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -68,6 +69,10 @@ def _read_csv(
             header = [h.strip() for h in next(reader)]
         except StopIteration:
             raise InvalidInput("the file is empty (no header row)", record=path.name) from None
+        except csv.Error as exc:
+            raise InvalidInput(_csv_message(exc), record=f"{path.name} header") from None
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
         check_header(path.name, header, required)
         try:
             for row, fields in csv_rows(reader, len(header)):
@@ -76,6 +81,8 @@ def _read_csv(
                 yield SourceRow(row, reader.line_num, dict(zip(header, fields, strict=True)))
         except RowError as exc:
             raise _invalid(path.name, exc) from None
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None
 
 
 class RowError(ValueError):
@@ -93,13 +100,42 @@ def csv_rows(reader: Any, width: int) -> Iterator[tuple[int, list[str]]]:
     width than the header's raises ``RowError``. Both readers — the sequential one here and the
     byte-range one — number and check rows here and in ``json_rows``, so their errors agree."""
     row = 0
-    for fields in reader:
-        if not fields or (len(fields) == 1 and not fields[0].strip()):
-            continue
-        row += 1
-        if len(fields) != width:
-            raise RowError(row, reader.line_num, f"expected {width} fields, found {len(fields)}")
-        yield row, fields
+    try:
+        for fields in reader:
+            if not fields or (len(fields) == 1 and not fields[0].strip()):
+                continue
+            row += 1
+            if len(fields) != width:
+                raise RowError(row, reader.line_num, f"expected {width} fields, found {len(fields)}")
+            yield row, fields
+    except csv.Error as exc:  # the row being read when the reader gave up is the next one
+        raise RowError(row + 1, reader.line_num, _csv_message(exc)) from None
+
+
+def _csv_message(exc: csv.Error) -> str:
+    text = str(exc)
+    if text.startswith("field larger than field limit"):
+        return f"field too long: a field is longer than {csv.field_size_limit():,} characters"
+    return f"not valid CSV: {text}"
+
+
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json.loads hook: an object, refusing a key given twice (json.loads would keep the last
+    silently, so a record could say two things and be read as one of them)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
 
 
 def json_rows(lines: Iterable[str], required: tuple[str, ...]) -> Iterator[tuple[int, int, dict[str, Any]]]:
@@ -111,15 +147,103 @@ def json_rows(lines: Iterable[str], required: tuple[str, ...]) -> Iterator[tuple
             continue
         row += 1
         try:
-            obj = json.loads(line, parse_float=keep_literal, parse_int=keep_literal)
+            obj = json.loads(line, parse_float=keep_literal, parse_int=keep_literal, object_pairs_hook=_object)
         except json.JSONDecodeError as exc:
             raise RowError(row, line_no, f"not valid JSON: {exc.msg}") from None
+        except _DuplicateKey as exc:
+            key = exc.key if exc.key.isprintable() else ascii(exc.key)  # a face must be able to print it
+            raise RowError(row, line_no, f"the key {exc.key!r} is given twice", key) from None
         if not isinstance(obj, dict):
             raise RowError(row, line_no, "each line must be a JSON object")
         missing = [c for c in required if c not in obj]
         if missing:
             raise RowError(row, line_no, "missing required field", missing[0])
         yield row, line_no, obj
+
+
+def not_utf8(path: Path) -> InvalidInput:
+    """The error for a file that does not decode as UTF-8: the byte where it stops, and the
+    row and field holding it when they can be told. Only called once decoding has failed, so
+    it may read the file again."""
+    offset, line = _first_bad_byte(path)
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return InvalidInput(f"the file is UTF-16 text, not UTF-8 (byte {offset}): save it as UTF-8",
+                            record=path.name)
+    message = f"the file is not UTF-8 text at byte {offset}: save it as UTF-8"
+    try:
+        where = _bad_text_row(path)
+    except (ValueError, InvalidInput, csv.Error):  # a worse problem earlier: name the line only
+        where = None
+    if where is None:
+        return InvalidInput(message, record=f"{path.name} line {line}")
+    record, field = where
+    return InvalidInput(message, record=record, field=field)
+
+
+def _first_bad_byte(path: Path) -> tuple[int, int]:
+    """(offset of the first byte that is not UTF-8, 1-based line it is on), for a file that
+    does not decode; (size, lines) if it does after all."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line = 0, 1
+    with path.open("rb") as fh:
+        while True:
+            block = fh.read(1 << 20)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                # the decoder holds back an unfinished sequence from the block before
+                at = offset - (len(exc.object) - len(block)) + exc.start
+                return at, line + _count_lines(path, offset, at)
+            if not block:
+                return offset, line
+            line += block.count(b"\n")
+            offset += len(block)
+
+
+def _count_lines(path: Path, start: int, end: int) -> int:
+    if end <= start:
+        return 0
+    with path.open("rb") as fh:
+        fh.seek(start)
+        return fh.read(end - start).count(b"\n")
+
+
+def _bad_text_row(path: Path) -> tuple[str, str] | None:
+    """(record, field) of the first value holding an undecodable byte, read as the importer
+    reads (so rows and lines are numbered the same), the bytes kept as U+DC80..U+DCFF."""
+    def bad(value: object) -> bool:
+        return isinstance(value, str) and any("\udc80" <= c <= "\udcff" for c in value)
+
+    name = path.name
+    with path.open("r", encoding="utf-8-sig", errors="surrogateescape", newline="" if path.suffix.lower() == ".csv" else None) as fh:
+        if path.suffix.lower() == ".csv":
+            reader = csv.reader(fh)
+            header = [h.strip() for h in next(reader, [])]
+            if any(map(bad, header)):
+                return f"{name} header", ""
+            for row, fields in csv_rows(reader, len(header)):
+                for column, value in zip(header, fields, strict=True):
+                    if bad(value):
+                        return f"{name} row {row} (line {reader.line_num})", column
+            return None
+        row = 0
+        for line_no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            row += 1
+            if bad(line):
+                field = ""
+                try:
+                    obj = json.loads(line, parse_float=keep_literal, parse_int=keep_literal)
+                except ValueError:
+                    obj = None
+                if isinstance(obj, dict):
+                    field = next((k for k, v in obj.items()
+                                  if bad(json.dumps(v, ensure_ascii=False)) and not bad(k)), "")
+                return f"{name} row {row} (line {line_no})", field
+    return None
 
 
 def _invalid(name: str, exc: RowError) -> InvalidInput:
@@ -137,3 +261,5 @@ def _read_jsonl(
                 yield SourceRow(row, line_no, obj)
         except RowError as exc:
             raise _invalid(path.name, exc) from None
+        except UnicodeDecodeError:
+            raise not_utf8(path) from None

@@ -10,12 +10,13 @@ exist in the database or earlier in the same file.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import re
 from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,18 @@ from phonenumbers import timezone as pn_timezone
 from sqlalchemy import ARRAY, Connection, String, bindparam, func, select
 
 from parley.adapters.crypto import KeyRing, mask_phone
-from parley.adapters.records import SourceRow, read_records
+from parley.adapters.records import SourceRow, not_utf8, read_records
 from parley.core.dates import DayCount
 from parley.core.money import MoneyError, parse_minor, parse_rate
 from parley.core.schedule import LoanTerms, RepaymentMethod, schedule_rows
 from parley.errors import InvalidInput, InvalidInputs
 from parley.services.context import Context
-from parley.services.payments import PaymentRecord, post_payments, refresh_loan_cache
+from parley.services.payments import (
+    PaymentRecord,
+    paid_at_problem,
+    post_payments,
+    refresh_loan_cache,
+)
 from parley.store.db import bulk_insert, db_datetime
 from parley.store.models.loanbook import Borrower, Installment, Loan, Payment
 
@@ -56,6 +62,11 @@ REQUIRED = {
 CHUNK = 5_000
 MAX_ERRORS = 20
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$")
+# Characters no text field may hold: control characters other than tab and line breaks (NUL
+# cannot be stored in PostgreSQL text at all; the rest are garbage from a binary or mis-encoded
+# file and would reach letters and screens), and surrogates, which are not characters (a JSON
+# "\ud800" escape) and cannot be written as UTF-8.
+_NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE_TYPES = ("mobile", "home", "work", "other")
 RELATIONS = ("emergency_contact", "family", "employer", "friend", "other")
@@ -105,6 +116,16 @@ class _Row:
             raise self.fail(name, "is required")
         if len(value) > max_len:
             raise self.fail(name, f"is longer than {max_len} characters")
+        return self.plain(name, value)
+
+    def plain(self, name: str, value: str) -> str:
+        """`value`, refused if it holds a character no text may hold (see `_NOT_TEXT`)."""
+        if not value.isprintable() and (bad := _NOT_TEXT.search(value)):
+            raise self.fail(
+                name,
+                f"contains the character U+{ord(bad.group()):04X} at position {bad.start() + 1}; "
+                "text may hold no control characters other than tab and line breaks",
+            )
         return value
 
     def ident(self, name: str) -> str:
@@ -138,6 +159,10 @@ class _Row:
             raise self.fail(name, f"{value!r} is not an ISO 8601 date-time") from None
         if parsed.tzinfo is None:
             raise self.fail(name, f"{value!r} needs a UTC offset, e.g. 2026-03-31T10:00:00+08:00")
+        try:
+            parsed.astimezone(UTC)
+        except OverflowError:  # 9999-12-31T23:59:59-12:00 is in the year 10000 in UTC
+            raise self.fail(name, f"{value!r} is out of the range of dates that can be stored") from None
         return parsed
 
     def integer(
@@ -275,7 +300,7 @@ def parse_borrower(
         if e
     ]
     for e in emails:
-        if not _EMAIL.match(e):
+        if not _EMAIL.match(r.plain("email", e)):
             raise r.fail("email", f"{e!r} is not an e-mail address")
     language = r.choice("language", LANGUAGES, default="zh-Hans")
     tz = r.text("timezone", required=False, max_len=64) or None
@@ -329,7 +354,8 @@ def parse_borrower(
         if relation not in RELATIONS:
             raise r.fail(f"{fname}.relation", f"{relation!r} is not one of {', '.join(RELATIONS)}")
         phone = _phone(r, f"{fname}.phone", str(item["phone"])) if item.get("phone") else None
-        third.append({"name": str(item["name"]).strip(), "relation": relation, "phone": phone})
+        third.append({"name": r.plain(f"{fname}.name", str(item["name"]).strip()), "relation": relation,
+                      "phone": phone})
     rec = _BorrowerRec(
         bid,
         full_name,
@@ -521,6 +547,7 @@ def _fast_loan(v: dict[str, Any]) -> _LoanRec | None:
             or not term_text.isdigit() or method is None or day_count is None or first_due <= disbursed
             or len(product) > 50 or (agency_id is not None and len(agency_id) > 64) or source not in ("generated", "imported")
             or len(v["disbursed_on"].strip()) > 10 or len(v["first_due_on"].strip()) > 10 or len(term_text) > 12
+            or not product.isprintable() or (agency_id is not None and not agency_id.isprintable())
         ):
             return None
         term = int(term_text)
@@ -534,7 +561,10 @@ def _fast_loan(v: dict[str, Any]) -> _LoanRec | None:
     rec.hash = _digest(loan_id, borrower_id, currency, principal, rate, term, method.value, day_count.value, disbursed,
                        first_due, product, agency_id, source)
     if source == "generated":
-        dues, parts = schedule_rows(LoanTerms(principal, rate, term, method, day_count, first_due, disbursed))
+        try:
+            dues, parts = schedule_rows(LoanTerms(principal, rate, term, method, day_count, first_due, disbursed))
+        except (ValueError, OverflowError):  # a schedule past the year 9999: the careful parser names it
+            return None
         # ISO strings: identical storage on SQLite, text COPY on PostgreSQL, no adapter cost.
         rec.schedule = [(loan_id, n, borrower_id, due.isoformat(), p, i) for n, (due, (p, i)) in enumerate(zip(dues, parts, strict=True), start=1)]
     return rec
@@ -605,7 +635,11 @@ def _parse_loan_slowly(src: SourceRow, name: str) -> _LoanRec:
             first_due,
             disbursed,
         )
-        dues, parts = schedule_rows(terms)
+        try:
+            dues, parts = schedule_rows(terms)
+        except (ValueError, OverflowError):  # date arithmetic past the year 9999
+            raise r.fail("first_due_on", f"a {term}-instalment schedule from {first_due} would run past "
+                         "the last date that can be stored") from None
         rec.schedule = [
             (loan_id, n, borrower_id, due.isoformat(), p, i)
             for n, (due, (p, i)) in enumerate(zip(dues, parts, strict=True), start=1)
@@ -700,6 +734,10 @@ def import_file(
                         break
         except InvalidInput as exc:  # a file-level problem (header, bad line) stops reading
             errors.append(exc)
+        except UnicodeDecodeError:  # a reader that did not say where (the loans' byte ranges)
+            errors.append(not_utf8(path))
+        except csv.Error as exc:  # likewise: a header the byte-range planner could not read
+            errors.append(InvalidInput(f"not valid CSV: {exc}", record=f"{path.name} header"))
         if errors:
             conn.rollback()
             raise InvalidInputs(errors) if len(errors) > 1 else errors[0]
@@ -844,7 +882,7 @@ def _import_installments(
     errors: list[InvalidInput],
     now: datetime,
 ) -> None:
-    loan_ids = sorted({str(r.values.get("loan_id", "")).strip() for r in batch})
+    loan_ids = _lookup_ids(batch, "loan_id")
     loans: dict[str, tuple[str, str, str, int]] = {}
     for i in range(0, len(loan_ids), 900):
         stmt = select(
@@ -923,6 +961,13 @@ def _import_installments(
         report.installments += len(fresh)
 
 
+def _lookup_ids(batch: list[SourceRow], name: str) -> list[str]:
+    """The distinct values of column `name` that could be ids, to look up before the rows are
+    parsed. Anything else cannot be stored (the row is refused when parsed) and would not even
+    reach the database as a parameter: PostgreSQL text cannot hold NUL."""
+    return sorted({v for r in batch if _ID.match(v := str(r.values.get(name, "")).strip())})
+
+
 def _import_payments(
     ctx: Context,
     conn: Connection,
@@ -932,8 +977,9 @@ def _import_payments(
     errors: list[InvalidInput],
     now: datetime,
 ) -> None:
-    loan_ids = sorted({str(r.values.get("loan_id", "")).strip() for r in batch})
+    loan_ids = _lookup_ids(batch, "loan_id")
     loans = dict(_existing(conn, Loan.id, Loan.currency, loan_ids))
+    disbursed: dict[str, Any] = _existing(conn, Loan.id, Loan.disbursed_on, loan_ids)  # id -> date
     recs: list[PaymentRecord] = []
     for row in batch:
         r = _Row(row, name)
@@ -951,6 +997,9 @@ def _import_payments(
             if given and given != currency:
                 raise r.fail("currency", f"{given} does not match the loan's currency {currency}")
             paid_at = r.instant("paid_at")
+            problem = paid_at_problem(paid_at, now, disbursed[loan_id], ctx.business_zone)
+            if problem:
+                raise r.fail("paid_at", problem)
             amount = r.money("amount", currency, positive=True)
             rec = PaymentRecord(
                 pid, loan_id, paid_at, amount, currency, source="import", where=r.where

@@ -9,10 +9,11 @@ test checks the two never disagree.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import Connection, Date, bindparam, func, insert, select, text, update
@@ -261,6 +262,37 @@ def _write_cache(
     refresh_loan_cache(conn, refresh)
 
 
+# A payment cannot have been made after now, but the lender's clock may run a little ahead of
+# ours, so a time this close to now is taken as skew rather than refused. Anything later would
+# post money that has not arrived yet: balances and days past due as of today would count it
+# while the payment itself lies in the future.
+CLOCK_SKEW = timedelta(minutes=5)
+
+# The lender's idempotency key: the API's id rule (faces.api.schemas.ID_PATTERN), so a payment
+# posted from the CLI can also be named in a URL or re-posted through the API.
+PAYMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}")
+
+
+def paid_at_problem(paid_at: datetime, now: datetime, disbursed_on: date, zone: tzinfo) -> str:
+    """Why `paid_at` cannot be when a loan disbursed on `disbursed_on` (a business date in
+    `zone`) was paid, as of `now`; "" when it can. Shared by `post_payment` and the import."""
+    if paid_at.utcoffset() is None:
+        return "needs a UTC offset, e.g. 2026-03-31T10:00:00+08:00"
+    try:
+        utc = paid_at.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-12:00 is in the year 10000 in UTC
+        return f"{paid_at.isoformat()} is out of the range of dates that can be stored"
+    if utc > now + CLOCK_SKEW:
+        return f"{paid_at.isoformat()} is in the future (it is now {now.astimezone(UTC).isoformat()})"
+    try:
+        paid_on = utc.astimezone(zone).date()
+    except OverflowError:  # before the year 1 in the business zone: before any disbursement
+        paid_on = date.min
+    if paid_on < disbursed_on:
+        return f"{paid_at.isoformat()} is before the loan was disbursed on {disbursed_on.isoformat()}"
+    return ""
+
+
 def post_payment(
     ctx: Context,
     payment_id: str,
@@ -272,16 +304,24 @@ def post_payment(
 ) -> PostedPayment:
     """Post one payment exactly once. Re-posting the same id with the same content returns the
     original result; with different content it is a Conflict."""
-    if paid_at.tzinfo is None:
+    if not isinstance(payment_id, str) or not PAYMENT_ID.fullmatch(payment_id):
+        raise InvalidInput(
+            f"{payment_id!r} is not a valid payment id (letters, digits, . _ : -; at most 64)",
+            field="payment_id",
+        )
+    if paid_at.tzinfo is None or paid_at.utcoffset() is None:
         raise InvalidInput("paid_at needs a UTC offset", field="paid_at")
     if amount <= 0:
         raise InvalidInput("amount must be positive", field="amount")
     with ctx.db.transaction() as conn:
         loan = conn.execute(
-            select(Loan.borrower_id, Loan.currency).where(Loan.id == loan_id)
+            select(Loan.borrower_id, Loan.currency, Loan.disbursed_on).where(Loan.id == loan_id)
         ).first()
         if loan is None:
             raise NotFound(f"unknown loan {loan_id!r}")
+        problem = paid_at_problem(paid_at, ctx.clock.now(), loan.disbursed_on, ctx.business_zone)
+        if problem:
+            raise InvalidInput(problem, field="paid_at")
         lock_borrower(conn, loan.borrower_id)
         rec = PaymentRecord(payment_id, loan_id, paid_at, amount, loan.currency, source=source)
         existing = conn.execute(

@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from parley.core.money import parse_minor
+from parley.core.money import MoneyError, parse_minor
 from parley.faces.cli.common import console, err_console, make_context, print_json, reporting_errors
 
 import_app = typer.Typer(help="Import the loan book from CSV or JSON Lines.")
@@ -141,7 +141,11 @@ def payment_post(payment_id: str, loan_id: str, amount: str, paid_at: str = type
             currency = conn.execute(select(Loan.currency).where(Loan.id == loan_id)).scalar()
         if currency is None:
             raise InvalidInput(f"unknown loan {loan_id!r}", field="loan_id")
-        posted = post_payment(ctx, payment_id, loan_id, at, parse_minor(amount, currency), source="cli")
+        try:
+            minor = parse_minor(amount, currency)
+        except MoneyError as exc:
+            raise InvalidInput(str(exc), field="amount") from None
+        posted = post_payment(ctx, payment_id, loan_id, at, minor, source="cli")
     print_json({"payment_id": posted.payment_id, "already_posted": posted.already_posted, "paid_on": posted.paid_on,
                 "allocation": [{"installment": x.number, "component": x.component.value, "amount": x.amount} for x in posted.allocation.lines],
                 "credit": posted.allocation.credit})
