@@ -49,7 +49,9 @@ MINOR_UNITS: dict[str, int] = {
     "OMR": 3,
 }
 
-_AMOUNT = re.compile(r"^([+-]?)(\d{1,15})(?:\.(\d{1,6}))?$")
+# ASCII digits only: `\d` also matches "٥٠٠" (Arabic-Indic) and "５００" (full-width), which
+# int() reads as 500, so a form or a file could carry an amount the API would refuse.
+_AMOUNT = re.compile(r"^([+-]?)([0-9]{1,15})(?:\.([0-9]{1,6}))?$")
 
 
 class MoneyError(ValueError):

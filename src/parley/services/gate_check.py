@@ -8,6 +8,7 @@ malformed field raises ``InvalidInput`` with ``field`` set to its JSON path (``r
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from functools import lru_cache
@@ -60,9 +61,16 @@ class UnknownPack(InvalidInput):
     pack still stops it. A subclass, so callers catching InvalidInput see no change."""
 
 
+# A pack id is a jurisdiction code ("CN", "US-MA"): anything else cannot name a file in packs/
+# (and a path separator, a dot, a NUL or a 100,000-character id must not reach the file system).
+PACK_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}")
+
+
 def _read_pack_doc(pack_id: str) -> dict[str, Any]:
-    if not isinstance(pack_id, str) or not pack_id or "/" in pack_id or "." in pack_id:
-        raise UnknownPack(f"invalid pack id {pack_id!r}", record=RECORD, field="pack")
+    if not isinstance(pack_id, str) or not PACK_ID.fullmatch(pack_id):
+        shown = pack_id if not isinstance(pack_id, str) or len(pack_id) <= 40 else pack_id[:40] + "…"
+        raise UnknownPack(f"invalid pack id {shown!r}: letters, digits, '-' and '_', at most 32",
+                          record=RECORD, field="pack")
     res = resources.files("parley").joinpath("packs", f"{pack_id}.yaml")
     if not res.is_file():
         raise UnknownPack(f"no rule pack {pack_id!r}", record=RECORD, field="pack")
@@ -156,6 +164,11 @@ def _req_str(value: Any, field: str) -> str:
     return s
 
 
+# Instants a scenario may name: local years in this range stay representable in UTC, in every
+# candidate zone and across the pack's search horizon (a year-9999 instant overflowed datetime).
+MIN_YEAR, MAX_YEAR = 1970, 9000
+
+
 def _instant(value: Any, field: str, *, optional: bool = False) -> datetime | None:
     if value is None and optional:
         return None
@@ -167,6 +180,8 @@ def _instant(value: Any, field: str, *, optional: bool = False) -> datetime | No
         raise _bad(field, f"not an ISO 8601 date-time: {value!r}") from exc
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise _bad(field, f"date-time must carry a UTC offset: {value!r}")
+    if not MIN_YEAR <= dt.year <= MAX_YEAR:
+        raise _bad(field, f"date-time must be in the years {MIN_YEAR} to {MAX_YEAR}: {value!r}")
     return dt
 
 
@@ -214,8 +229,8 @@ def _zones(block: Mapping[str, Any], path: str, phones: list[str]) -> tuple[str,
 
         try:
             ZoneInfo(tz)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise _bad(f"{path}.timezone", f"unknown IANA time zone {tz!r}") from exc
+        except (ZoneInfoNotFoundError, ValueError, OSError) as exc:  # OSError: a name too long
+            raise _bad(f"{path}.timezone", f"unknown IANA time zone {tz[:64]!r}") from exc
     addr = block.get("address")
     country = region = None
     if addr is not None:

@@ -88,6 +88,7 @@ def test_third_party_scenario_with_borrower_block():
     ({"history__0__at": 5}, "history[0].at"),
     ({"person__flags": ["grumpy"]}, "person.flags[0]"),
     ({"person__timezone": "Mars/Base"}, "person.timezone"),
+    ({"person__timezone": "x" * 10_000}, "person.timezone"),  # was OSError: file name too long
     ({"agreements": [{"debt": "D1", "status": "active", "starts_on": "soon"}]},
      "agreements[0].starts_on"),
     ({"pack": "ZZ"}, "pack"),
@@ -101,6 +102,40 @@ def test_malformed_fields_are_named(changes, field):
     with pytest.raises(InvalidInput) as err:
         check_scenario(scenario(**changes), None)
     assert err.value.field == field
+
+
+@pytest.mark.parametrize("pack", ["x" * 100_000, "US\u0000", "../US", "US.yaml", "U S", "-US",
+                                  "A" * 33, "", None, 7])
+def test_a_pack_id_that_cannot_name_a_pack_is_refused_before_the_file_system(pack):
+    from parley.services.gate_check import UnknownPack, load_pack
+
+    with pytest.raises(InvalidInput) as err:
+        check_scenario(scenario(pack=pack), None)
+    assert err.value.field == "pack" and len(err.value.message) < 200
+    if isinstance(pack, str) and pack:
+        with pytest.raises(UnknownPack):
+            load_pack(pack)
+
+
+@pytest.mark.parametrize("at", ["9999-12-31T23:59:59-12:00", "9998-12-31T23:59:59-12:00",
+                                "9001-01-01T00:00:00+00:00", "0001-01-01T00:00:00+14:00",
+                                "1969-12-31T23:59:59+00:00"])
+@pytest.mark.parametrize("field", ["request.at", "history[0].at", "person.opt_outs[0].since"])
+def test_an_instant_outside_the_years_1970_to_9000_is_named(at, field):
+    doc = scenario(person__opt_outs=[{"channel": "email", "since": "2026-01-01T00:00:00Z"}])
+    {"request.at": doc["request"], "history[0].at": doc["history"][0],
+     "person.opt_outs[0].since": doc["person"]["opt_outs"][0]}[field][field.rsplit(".", 1)[1]] = at
+    with pytest.raises(InvalidInput) as err:
+        check_scenario(doc, None)
+    assert err.value.field == field and "1970 to 9000" in err.value.message
+
+
+@pytest.mark.parametrize("at", ["1970-01-01T00:00:00+14:00", "9000-12-31T23:59:59-12:00"])
+def test_the_ends_of_the_instant_range_are_decided(at):
+    doc = scenario(history=[], request__at=at)
+    assert check_scenario(doc, None)["decision"] in ("allow", "deny")
+    doc["person"]["flags"] = ["dispute"]  # no time will do: the whole horizon is searched
+    assert check_scenario(doc, None)["next_allowed_at"] is None
 
 
 def test_a_debt_with_nothing_overdue_in_the_scenario():

@@ -66,3 +66,22 @@ def test_parse_rate_is_exact_fraction_of_one():
     assert parse_rate("9.4822") * 1_000_000 == 94822
     with pytest.raises(MoneyError):
         parse_rate("-1")
+
+
+@pytest.mark.parametrize("text", [
+    "٥٠٠",  # Arabic-Indic 500
+    "۵۰۰",  # extended Arabic-Indic (Persian) 500
+    "５００",  # full-width 500
+    "５００.００",
+    "500.٥٠",  # ASCII whole part, Arabic-Indic decimals
+    "१००",  # Devanagari 100
+])
+def test_only_ascii_digits_make_an_amount(text):
+    """int() reads every Unicode decimal digit, so `\\d` let "٥٠٠" through as 500 on a form
+    or in a file while the API (pattern [0-9]) refused it: one rule for every way in."""
+    with pytest.raises(MoneyError, match="is not a decimal amount like 1234.56"):
+        parse_minor(text, "CNY")
+    with pytest.raises(MoneyError):
+        Money.parse(text, "CNY")
+    with pytest.raises(MoneyError, match="is not a non-negative percentage"):
+        parse_rate(text)

@@ -28,12 +28,19 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
+def _utf8(text: str) -> str:
+    """``text`` with any lone surrogate as its escape: a field named by a client's JSON key
+    ("\\ud800") would otherwise make the error itself fail to encode (a 500 for a 422)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _error(status: int, message: str, field: str = "", record: str = "",
            errors: list[dict[str, str]] | None = None,
            headers: dict[str, str] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": {"message": message, "field": field, "record": record}}
+    body: dict[str, Any] = {"error": {"message": _utf8(message), "field": _utf8(field),
+                                      "record": _utf8(record)}}
     if errors:
-        body["errors"] = errors
+        body["errors"] = [{k: _utf8(v) for k, v in e.items()} for e in errors]
     return JSONResponse(body, status_code=status, headers=headers)
 
 

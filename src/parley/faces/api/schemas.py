@@ -7,10 +7,12 @@ and fuzzers know the shape.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 MONEY_PATTERN = r"^[0-9]{1,15}(\.[0-9]{1,4})?$"
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
@@ -49,8 +51,41 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+# What no string from a client may hold: control characters other than tab and line breaks
+# (a NUL cannot be stored in PostgreSQL text; the rest are never typed, only pasted or forged),
+# and lone surrogates (a JSON "\ud800" escape), which are not characters and cannot be UTF-8.
+# The same class of characters services.imports refuses in a file.
+NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _refuse_not_text(value: Any) -> None:
+    if isinstance(value, str):
+        found = NOT_TEXT.search(value)
+        if found:
+            raise PydanticCustomError(
+                "control_character", "must not contain control characters (found U+{char})",
+                {"char": f"{ord(found.group()):04X}"})
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            _refuse_not_text(item)
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _refuse_not_text(k)
+            _refuse_not_text(v)
+
+
 class Strict(BaseModel):
+    """Every API input model: unknown fields are refused, and so is any string (in any field,
+    however nested in lists) holding a control character or a lone surrogate: 422 naming the
+    field, before a service sees it."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _text_only(cls, value: Any) -> Any:
+        _refuse_not_text(value)
+        return value
 
 
 class PaymentIn(Strict):

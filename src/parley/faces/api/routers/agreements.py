@@ -9,11 +9,13 @@ from fastapi import APIRouter, Path, Query
 from pydantic import Field
 
 from parley.faces.api.deps import ActorDep
+from parley.faces.api.routing import JsonRoute
 from parley.faces.api.schemas import ERROR_RESPONSES, ID_PATTERN, MONEY_PATTERN, Id, Strict
 from parley.faces.web.auth import CtxDep
 from parley.services import casework
 
-router = APIRouter(tags=["agreements"], responses=ERROR_RESPONSES)
+router = APIRouter(tags=["agreements"], responses=ERROR_RESPONSES,
+                   route_class=JsonRoute)
 
 PathId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 

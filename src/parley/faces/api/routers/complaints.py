@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 
 from parley.faces.api.deps import ActorDep
+from parley.faces.api.routing import JsonRoute
 from parley.faces.api.schemas import (
     ERROR_RESPONSES,
     ID_PATTERN,
@@ -21,7 +22,8 @@ from parley.faces.api.schemas import (
 from parley.faces.web.auth import CtxDep
 from parley.services import complaints
 
-router = APIRouter(prefix="/complaints", tags=["complaints"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/complaints", tags=["complaints"], responses=ERROR_RESPONSES,
+                   route_class=JsonRoute)
 
 ComplaintId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 

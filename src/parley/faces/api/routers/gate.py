@@ -10,12 +10,14 @@ from fastapi import APIRouter, Body, Path, Query
 from pydantic import Field
 
 from parley.faces.api.deps import ActorDep
+from parley.faces.api.routing import JsonRoute
 from parley.faces.api.schemas import ERROR_RESPONSES, Id, InboundOut, Strict
 from parley.faces.web.auth import CtxDep
 from parley.services import casework
 from parley.services.permits import check_json
 
-router = APIRouter(prefix="/gate", tags=["gate"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/gate", tags=["gate"], responses=ERROR_RESPONSES,
+                   route_class=JsonRoute)
 
 
 @router.post("/check")

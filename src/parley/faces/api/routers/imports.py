@@ -11,11 +11,13 @@ from fastapi import APIRouter, UploadFile
 
 from parley.errors import Forbidden, InvalidInput
 from parley.faces.api.deps import ActorDep
+from parley.faces.api.routing import JsonRoute
 from parley.faces.api.schemas import ERROR_RESPONSES, ImportOut
 from parley.faces.web.auth import CtxDep
 from parley.services.imports import import_file
 
-router = APIRouter(prefix="/imports", tags=["imports"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/imports", tags=["imports"], responses=ERROR_RESPONSES,
+                   route_class=JsonRoute)
 
 MAX_BYTES = 512 * 1024 * 1024
 IMPORT_ROLES = frozenset({"administrator"})

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path
 from pydantic import Field
 
 from parley.faces.api.deps import ActorDep
+from parley.faces.api.routing import JsonRoute
 from parley.faces.api.schemas import (
     ERROR_RESPONSES,
     ID_PATTERN,
@@ -23,7 +24,8 @@ from parley.faces.api.schemas import (
 from parley.faces.web.auth import CtxDep
 from parley.services import casework
 
-router = APIRouter(prefix="/loans", tags=["loans"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/loans", tags=["loans"], responses=ERROR_RESPONSES,
+                   route_class=JsonRoute)
 
 LoanId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from parley.faces.api.deps import ActorDep
+from parley.faces.api.routing import JsonRoute
 from parley.faces.api.schemas import ERROR_RESPONSES, PaymentIn, PaymentOut
 from parley.faces.web.auth import CtxDep
 from parley.services import casework
 
-router = APIRouter(prefix="/payments", tags=["payments"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/payments", tags=["payments"], responses=ERROR_RESPONSES,
+                   route_class=JsonRoute)
 
 
 @router.post("", response_model=PaymentOut, status_code=201)

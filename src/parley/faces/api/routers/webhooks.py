@@ -9,11 +9,13 @@ from pydantic import BaseModel, Field
 
 from parley.errors import Forbidden
 from parley.faces.api.deps import ActorDep
+from parley.faces.api.routing import JsonRoute
 from parley.faces.api.schemas import ERROR_RESPONSES, ID_PATTERN, Done, Strict
 from parley.faces.web.auth import CtxDep
 from parley.services import webhooks
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES)
+router = APIRouter(prefix="/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES,
+                   route_class=JsonRoute)
 
 EventName = Literal["*", "complaint.filed", "complaint.resolved", "agreement.accepted", "payment.posted"]
 
