@@ -409,12 +409,7 @@ def test_an_outcome_logged_after_the_task_was_cancelled_keeps_it_cancelled(ctx: 
     """An agreement accepted while the call went on cancels the task; logging the call's
     outcome records it on the attempt but never reopens the task."""
     prepare(ctx, dpd=10)
-    with ctx.db.transaction() as c:
-        c.execute(text(
-            "INSERT INTO staff_user (id, username, display_name, role, badge_number, password_hash, "
-            "languages, skills, daily_capacity, active, created_at) VALUES ('C1', 'c1', '李娜', "
-            "'collector', 'G0001', '', 'zh-Hans', '', 60, :t, :at)"),
-            {"t": True, "at": datetime(2026, 1, 1, tzinfo=UTC)})
+    add_collectors(ctx, "C1")
     (task,) = collector_queue(ctx, "C1")
     started = start_call(ctx, task.item_id, "C1")
     assert started.allowed
