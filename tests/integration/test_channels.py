@@ -416,3 +416,37 @@ def test_a_retried_appointment_notice_is_decided_again_by_the_gate(ctx: Context)
     place_hold(ctx, "B1", "dispute", note="disputes the debt")
     again = send_notice(ctx, appt.id, sms)
     assert not again.allowed and "hold" in again.reasons and sms.sent == []
+
+
+class SlowSink(SmtpSink):
+    """Keeps the message, then answers only after the client has given up waiting."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        import asyncio
+
+        self.messages.append(envelope)
+        await asyncio.sleep(1.5)
+        return "250 Message accepted for delivery"
+
+
+def test_smtp_silence_after_the_message_was_handed_over_is_unconfirmed_not_retried() -> None:
+    """A timeout before DATA is safe to retry; one after it may mean the server has the
+    message, so the error is not transient and the worker will not send it again."""
+    from aiosmtpd.controller import Controller
+
+    sink = SlowSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        smtp = SmtpProvider("127.0.0.1", port, "collections@parley.example", timeout=0.5)
+        with pytest.raises(ChannelError) as err:
+            smtp.send(Message("email", "wang@example.cn", "正文", "queue:1", subject="Parley"))
+    finally:
+        controller.stop()
+    assert len(sink.messages) == 1  # the server has it
+    assert not err.value.transient and str(err.value).startswith("unconfirmed")
+    closed = SmtpProvider("127.0.0.1", free_port(), "collections@parley.example", timeout=0.5)
+    with pytest.raises(ChannelError) as before:
+        closed.send(Message("email", "wang@example.cn", "正文", "queue:2", subject="Parley"))
+    assert before.value.transient  # nothing was handed over: try again later

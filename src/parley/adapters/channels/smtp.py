@@ -13,6 +13,17 @@ from email.utils import formatdate
 from parley.adapters.channels.base import ChannelError, Message, ProviderReceipt
 
 
+class _SMTP(smtplib.SMTP):
+    """Remembers whether DATA was begun: from then on the server may hold the message, so a
+    dropped connection or a timeout no longer means "not sent"."""
+
+    data_begun = False
+
+    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+        self.data_begun = True
+        return super().data(msg)
+
+
 class SmtpProvider:
     name = "smtp"
     channels = frozenset({"email"})
@@ -41,8 +52,9 @@ class SmtpProvider:
         for k, v in message.headers.items():
             msg[k] = v
         msg.set_content(message.body)
+        smtp: _SMTP | None = None
         try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
+            with _SMTP(self.host, self.port, timeout=self.timeout) as smtp:
                 if self.starttls:
                     smtp.starttls()
                 if self.username:
@@ -50,10 +62,16 @@ class SmtpProvider:
                 refused = smtp.send_message(msg)
         except smtplib.SMTPRecipientsRefused as exc:
             raise ChannelError(f"recipient refused: {exc.recipients}", transient=False) from exc
-        except smtplib.SMTPResponseException as exc:
+        except smtplib.SMTPResponseException as exc:  # the server answered: it did not take it
             transient = 400 <= exc.smtp_code < 500
             raise ChannelError(f"SMTP {exc.smtp_code}: {exc.smtp_error!r}", transient=transient) from exc
         except (TimeoutError, smtplib.SMTPException, OSError) as exc:
+            if smtp is not None and smtp.data_begun:
+                # No answer after DATA began: the server may have the message. Sending it
+                # again could deliver it twice, so it is not retried (a person checks).
+                raise ChannelError(f"unconfirmed: the connection failed after the message was "
+                                   f"handed over ({exc}); it may have been delivered",
+                                   transient=False) from exc
             raise ChannelError(f"SMTP unavailable: {exc}", transient=True) from exc
         if refused:
             raise ChannelError(f"recipient refused: {refused}", transient=False)
