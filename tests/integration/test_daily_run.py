@@ -362,10 +362,12 @@ def test_the_set_based_run_agrees_with_the_pure_evaluator_day_after_day(ctx: Con
     off = {"LB0000005": "agreement_active", "LB0000009": "hold"}
     broken = {"LB0000006": 1, "LB0000016": 2}
     for day in [MONDAY + timedelta(days=k) for k in range(0, 12)]:
-        with ctx.db.read() as c:
+        with ctx.db.read() as c:  # what counts as taken: not the pool tasks the run expires
             history = c.execute(text(
                 "SELECT loan_id, action_kind, business_date FROM contact_queue "
-                "WHERE status NOT IN ('cancelled', 'dropped')")).all()
+                "WHERE status NOT IN ('cancelled', 'dropped', 'expired') AND NOT (status = "
+                "'pending' AND collector_id IS NULL AND channel IN ('call', 'interview', 'visit') "
+                "AND business_date < :d)"), {"d": day}).all()
         done: dict[str, list[tuple[str, date]]] = {}
         for loan, kind, on in history:
             done.setdefault(loan, []).append((kind, on if isinstance(on, date) else date.fromisoformat(on)))
@@ -435,3 +437,25 @@ def test_constant_in_lists_are_valid_sql_with_one_item_too(ctx: Context) -> None
     with ctx.db.read() as c:
         assert c.execute(text(f"SELECT 'call' IN {_sql_list(('call',))}, "
                               f"'it''s' IN {quoted}")).one() == (True, True)
+
+
+def test_yesterdays_unassigned_tasks_expire_and_every_account_gets_its_turn(ctx: Context) -> None:
+    """One collector with room for 3 calls, 9 accounts in m2 (a call every 3 days): the
+    overflow of each day expires before the next day is planned. It used to stay pending for
+    ever, counted as a call made, so only the first three accounts were ever called and the
+    pool grew by every day's overflow."""
+    seed_accounts(ctx, 9, MONDAY, start=1, dpd=lambda i: 45)
+    add_staff(ctx, [("ZH1", "zh-Hans,en", "", 3)])
+    called: set[str] = set()
+    for day, (expired, pool) in enumerate(((0, 6), (6, 3), (3, 0))):
+        report = run_daily(ctx, MONDAY + timedelta(days=day))
+        with ctx.db.transaction() as c:  # the collector works their three calls
+            called |= set(c.execute(text(
+                "SELECT loan_id FROM contact_queue WHERE collector_id = 'ZH1' "
+                "AND status = 'pending'")).scalars())
+            c.execute(text("UPDATE contact_queue SET status = 'done' WHERE collector_id = 'ZH1'"))
+            waiting = c.execute(text("SELECT COUNT(*) FROM contact_queue WHERE status = 'pending' "
+                                     "AND collector_id IS NULL AND channel = 'call'")).scalar_one()
+        assert (report.tasks_assigned, report.tasks_expired, waiting) == (3, expired, pool)
+    assert len(called) == 9  # every account was called once in three days
+    assert run_daily(ctx, MONDAY + timedelta(days=2)).inserted == 0  # a re-run adds nothing

@@ -23,7 +23,9 @@ SQLite and PostgreSQL, never a Python loop per account:
    bucket, agency), scarcest group first, tasks ranked by priority are matched to the eligible
    collectors' free capacity slots, round-robin (``ROW_NUMBER`` on both sides, joined on the
    rank). Free capacity is the daily capacity less the tasks still open in the collector's
-   queue from earlier days, so a backlog is worked before new work arrives. A visit goes to
+   queue from earlier days, so a backlog is worked before new work arrives; earlier days'
+   tasks nobody was given expire before the day is planned (``expire_unassigned_tasks``), so
+   their accounts compete again. A visit goes to
    its lead collector, who books the appointment with the partner(s) the pack requires.
 6. **queue** — ``INSERT INTO contact_queue … SELECT … ON CONFLICT (borrower_id, idempotency_key)
    DO NOTHING`` in committed chunks (on PostgreSQL, two writer connections at once; see
@@ -109,8 +111,27 @@ CHANNEL_OF_KIND = {
 CONTACT_CHANNELS = frozenset({"sms", "email", "call", "interview", "visit"})
 # Collector tasks (COLLECTOR_CHANNELS, the worker's): worked from a collector's queue, so
 # assigned by capacity and skill.
-# Queue statuses that count as "an action was taken" for re-evaluation and caps.
-NOT_TAKEN = ("cancelled", "dropped")
+# Queue statuses that do not count as "an action was taken" for re-evaluation and caps.
+NOT_TAKEN = ("cancelled", "dropped", "expired")
+
+
+def expire_unassigned_tasks(ctx: Context, as_of: date) -> int:
+    """Collector tasks of earlier days that no collector was given and nobody took from the
+    pool end as ``expired`` before the day is planned. Left pending, each counted as an action
+    taken — so its account got no new task until its re-evaluation came round, and then the
+    same top-ranked accounts won the capacity again while the rest waited in a pool that grew
+    by every day's overflow. Expired, the account is planned afresh today. Deterministic for
+    a re-run: it only touches rows of days before ``as_of``. Assigned tasks stay (a
+    collector's backlog is worked before new work). Returns how many expired."""
+    with ctx.db.transaction() as conn:
+        res = conn.execute(text(
+            "UPDATE contact_queue SET status = 'expired', updated_at = :now, "
+            "last_reason = 'not assigned on its day; planned again from ' || :day "
+            "WHERE status = 'pending' AND collector_id IS NULL "
+            f"AND channel IN {_sql_list(COLLECTOR_CHANNELS)} AND business_date < :as_of"
+        ).bindparams(bindparam("as_of", type_=Date), bindparam("now", type_=UTCDateTime)),
+            {"as_of": as_of, "now": ctx.clock.now(), "day": as_of.isoformat()})
+        return max(int(res.rowcount or 0), 0)
 
 
 def _sql_list(values: Sequence[str]) -> str:
@@ -133,6 +154,7 @@ class RunReport:
         borrowers added after the experiment's buckets were stored — the next run places them).
     by_channel / by_state_channel: planned items per channel, and per (state, channel).
     by_arm: accounts per strategy arm (one key when there is no experiment).
+    tasks_expired: earlier days' collector tasks nobody was given, expired before planning.
     tasks_assigned / tasks_unassigned: collector tasks (calls, 面谈, visits) given to a
         collector, or left for the shared pool.
     """
@@ -150,6 +172,7 @@ class RunReport:
     tasks_unassigned: int
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    tasks_expired: int = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -409,6 +432,8 @@ def run_daily(
     agreements.apply_payments_to_agreements(ctx, as_of)
     agreements.review_agreements(ctx, as_of)
     step("agreements")
+    expired = expire_unassigned_tasks(ctx, as_of)
+    step("expire")
     if exp is not None:
         ensure_arm_buckets(ctx, exp.seed)
         step("arms")
@@ -466,7 +491,7 @@ def run_daily(
         by_channel=dict(sorted(by_channel.items())), by_state_channel=dict(sorted(by_sc.items())),
         by_arm={str(a): int(n) for a, n in by_arm_rows}, tasks_assigned=assigned,
         tasks_unassigned=unassigned, seconds=_time.perf_counter() - started,
-        timings=timings)
+        timings=timings, tasks_expired=expired)
 
 
 def _tags_expr(conn: Connection, b: Table) -> ColumnElement[Any]:
