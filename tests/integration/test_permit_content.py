@@ -81,6 +81,9 @@ def test_a_key_reused_with_other_text_is_409_and_the_same_request_gets_the_same_
     ({"loan_id": loan_id("B1", "L2")}, "loan_id"),
     ({"to": "+8613700137000"}, "to"),
     ({"template_id": "m1_reminder"}, "template_id"),
+    ({"collector_id": "C8"}, "collector_id"),
+    ({"agency_id": "A2"}, "agency_id"),
+    ({"badge": "B-008"}, "badge"),
 ])
 def test_a_key_reused_for_another_request_is_a_conflict_naming_what_differs(
         ctx: Context, change: dict[str, Any], named: str) -> None:

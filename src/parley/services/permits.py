@@ -401,6 +401,10 @@ def _differences(ctx: Any, req: PermitRequest, channel: Channel, purpose: Purpos
         ("purpose", asked["purpose"], str(purpose)),
         ("loan_id", context["loan_id"], req.loan_id),
         ("third_party_id", context["third_party_id"], req.third_party_id),
+        # who contacts is on the record: another collector's permit is not theirs to use
+        ("collector_id", context["collector_id"], req.collector_id),
+        ("agency_id", context["agency_id"], req.agency_id),
+        ("badge", context["badge"], req.badge),
     ) if was != now]
     # ``to`` as asked: the same explicit address, or both the person's default. (A decision
     # from before ``to_given`` was kept can only be held to an explicit address.)
