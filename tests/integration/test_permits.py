@@ -505,3 +505,20 @@ def test_a_cn_visit_needs_two_identified_collectors_and_is_recorded_with_them(
     with ctx.db.read() as conn:
         notes = conn.execute(select(ContactAttempt.__table__.c.notes)).scalar_one()
     assert "C7 王伟 (B-007)" in notes and "C8 李娜 (B-008)" in notes
+
+
+def test_postgresql_reads_the_debts_with_the_other_facts(pg_ctx: Context,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under the lock, PostgreSQL reads each debt's standing in the one facts statement; the
+    separate read is SQLite's (and the unlocked preview's). Refusing it here fails the permit
+    if the combined statement ever stops supplying the debts."""
+    import parley.services.facts as facts_mod
+
+    class Refuse:
+        def rows(self, *a: object, **k: object) -> list[object]:
+            raise AssertionError("debts read separately on PostgreSQL")
+
+    seed_borrower(pg_ctx, "B1")
+    monkeypatch.setattr(facts_mod, "SQL_DEBTS", Refuse())
+    p = request_permit(pg_ctx, call())
+    assert p.allowed and "cn.nothing-overdue" in p.decision.rule_ids("allow")
