@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session as OrmSession
 
 from parley.adapters.crypto import mask_id_number
 from parley.core.money import format_minor
+from parley.core.text import first_not_text
 from parley.errors import Forbidden, InvalidInput, NotFound
 from parley.services import agreements, appointments, audit, permits
 from parley.services.auth import STAFF_ROLES, Actor
@@ -430,9 +431,7 @@ def refuse_control_characters(value: str | None, *, record: str, field: str) -> 
     """Free text people type may hold tabs and line breaks, nothing else below U+0020 (nor DEL
     or the C1 controls): a NUL cannot be stored in PostgreSQL text, and the rest are never
     typed, only pasted or forged. InvalidInput names the field and the first one found."""
-    import re
-
-    found = re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]", value or "")
+    found = first_not_text(value or "")
     if found:
         raise InvalidInput(f"must not contain control characters (found U+{ord(found.group()):04X})",
                            record=record, field=field)

@@ -31,6 +31,7 @@ from parley.adapters.records import SourceRow, not_utf8, read_records
 from parley.core.dates import DayCount
 from parley.core.money import MoneyError, parse_minor, parse_rate
 from parley.core.schedule import LoanTerms, RepaymentMethod, schedule_rows
+from parley.core.text import ID, first_not_text
 from parley.errors import InvalidInput, InvalidInputs
 from parley.services.context import Context
 from parley.services.payments import (
@@ -61,12 +62,6 @@ REQUIRED = {
 }
 CHUNK = 5_000
 MAX_ERRORS = 20
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$")
-# Characters no text field may hold: control characters other than tab and line breaks (NUL
-# cannot be stored in PostgreSQL text at all; the rest are garbage from a binary or mis-encoded
-# file and would reach letters and screens), and surrogates, which are not characters (a JSON
-# "\ud800" escape) and cannot be written as UTF-8.
-_NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PHONE_TYPES = ("mobile", "home", "work", "other")
 RELATIONS = ("emergency_contact", "family", "employer", "friend", "other")
@@ -119,8 +114,8 @@ class _Row:
         return self.plain(name, value)
 
     def plain(self, name: str, value: str) -> str:
-        """`value`, refused if it holds a character no text may hold (see `_NOT_TEXT`)."""
-        if not value.isprintable() and (bad := _NOT_TEXT.search(value)):
+        """`value`, refused if it holds a character no text may hold (core.text.NOT_TEXT)."""
+        if bad := first_not_text(value):
             raise self.fail(
                 name,
                 f"contains the character U+{ord(bad.group()):04X} at position {bad.start() + 1}; "
@@ -130,7 +125,7 @@ class _Row:
 
     def ident(self, name: str) -> str:
         value = self.text(name)
-        if not _ID.match(value):
+        if not ID.fullmatch(value):
             raise self.fail(
                 name, f"{value!r} is not a valid id (letters, digits, . _ : -; at most 64)"
             )
@@ -543,7 +538,7 @@ def _fast_loan(v: dict[str, Any]) -> _LoanRec | None:
         agency_id = (v.get("agency_id") or "").strip() or None
         source = (v.get("schedule") or "").strip() or "generated"
         if (
-            not _ID.match(loan_id) or not _ID.match(borrower_id) or principal <= 0 or len(rate_text) > 16
+            not ID.fullmatch(loan_id) or not ID.fullmatch(borrower_id) or principal <= 0 or len(rate_text) > 16
             or not term_text.isdigit() or method is None or day_count is None or first_due <= disbursed
             or len(product) > 50 or (agency_id is not None and len(agency_id) > 64) or source not in ("generated", "imported")
             or len(v["disbursed_on"].strip()) > 10 or len(v["first_due_on"].strip()) > 10 or len(term_text) > 12
@@ -965,7 +960,7 @@ def _lookup_ids(batch: list[SourceRow], name: str) -> list[str]:
     """The distinct values of column `name` that could be ids, to look up before the rows are
     parsed. Anything else cannot be stored (the row is refused when parsed) and would not even
     reach the database as a parameter: PostgreSQL text cannot hold NUL."""
-    return sorted({v for r in batch if _ID.match(v := str(r.values.get(name, "")).strip())})
+    return sorted({v for r in batch if ID.fullmatch(v := str(r.values.get(name, "")).strip())})
 
 
 def _import_payments(

@@ -9,7 +9,6 @@ test checks the two never disagree.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Date, bindparam, func, insert, select, text, update
 
 from parley.core.money import format_minor
+from parley.core.text import ID
 from parley.core.waterfall import Allocation, Component, Outstanding, allocate
 from parley.errors import Conflict, InvalidInput, NotFound
 from parley.services.context import Context
@@ -268,9 +268,6 @@ def _write_cache(
 # while the payment itself lies in the future.
 CLOCK_SKEW = timedelta(minutes=5)
 
-# The lender's idempotency key: the API's id rule (faces.api.schemas.ID_PATTERN), so a payment
-# posted from the CLI can also be named in a URL or re-posted through the API.
-PAYMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}")
 
 
 def paid_at_problem(paid_at: datetime, now: datetime, disbursed_on: date, zone: tzinfo) -> str:
@@ -304,7 +301,7 @@ def post_payment(
 ) -> PostedPayment:
     """Post one payment exactly once. Re-posting the same id with the same content returns the
     original result; with different content it is a Conflict."""
-    if not isinstance(payment_id, str) or not PAYMENT_ID.fullmatch(payment_id):
+    if not isinstance(payment_id, str) or not ID.fullmatch(payment_id):
         raise InvalidInput(
             f"{payment_id!r} is not a valid payment id (letters, digits, . _ : -; at most 64)",
             field="payment_id",

@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from parley.core.text import ID_PATTERN
 from parley.errors import Conflict, InvalidInput
 from parley.faces.web import charts, i18n
 from parley.faces.web.auth import (
@@ -47,7 +48,6 @@ log = logging.getLogger("parley.web")
 HTMX_FILE = "htmx-2.0.11.min.js"
 HTMX_SRI = "sha384-2OatzQy1H+Zd/IIrjr1TcuDGqLXeHhbooAyJY1KdQMKnr4LZ22k31GBLdYKHmVjg"
 LANG_COOKIE = "parley_lang"
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
 LoanId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 ComplaintId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 AgreementId = ComplaintId
