@@ -119,23 +119,65 @@ def _csv_message(exc: csv.Error) -> str:
     return f"not valid CSV: {text}"
 
 
-class _DuplicateKey(ValueError):
-    def __init__(self, key: str) -> None:
-        super().__init__(key)
-        self.key = key
+JsonPath = tuple[str | int, ...]
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """json.loads hook: an object, refusing a key given twice (json.loads would keep the last
-    silently, so a record could say two things and be read as one of them)."""
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _DuplicateKey(key)
-            seen.add(key)
-    return obj
+class _Duplicated(dict[str, Any]):
+    """An object that had ``key`` more than once (only ever seen while looking for it)."""
+
+    key: str
+
+
+class DuplicateKeyError(ValueError):
+    """A JSON object gives a key twice; ``path`` leads to it (the first in document order)."""
+
+    def __init__(self, path: JsonPath) -> None:
+        super().__init__(f"the key {path[-1]!r} is given twice")
+        self.path = path
+
+
+def _first_duplicate(value: Any) -> JsonPath:
+    stack: list[tuple[JsonPath, Any]] = [((), value)]
+    while stack:
+        path, node = stack.pop()
+        if isinstance(node, _Duplicated):
+            return (*path, node.key)
+        if isinstance(node, dict):
+            items: list[tuple[str | int, Any]] = list(node.items())
+        elif isinstance(node, list):
+            items = list(enumerate(node))
+        else:
+            continue
+        stack.extend(((*path, k), v) for k, v in reversed(items))  # first in document order
+    raise AssertionError("a duplicate was seen but not found")  # pragma: no cover
+
+
+def loads_unique(raw: bytes | str, **json_options: Any) -> Any:
+    """``json.loads`` (with ``json_options``), except that an object giving a key twice raises
+    DuplicateKeyError with the path to it. Python's ``json`` keeps the last of two equal keys,
+    so a record could say two things and be read as one of them; I-JSON (RFC 7493) forbids it.
+    The importers' JSON Lines and the API's bodies are read with it."""
+    seen_duplicate = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal seen_duplicate
+        obj = dict(items)
+        if len(obj) == len(items):
+            return obj
+        seen_duplicate = True
+        dup = _Duplicated(obj)
+        keys: set[str] = set()
+        for k, _ in items:
+            if k in keys:
+                dup.key = k
+                break
+            keys.add(k)
+        return dup
+
+    value = json.loads(raw, object_pairs_hook=pairs, **json_options)
+    if seen_duplicate:
+        raise DuplicateKeyError(_first_duplicate(value))
+    return value
 
 
 def json_rows(lines: Iterable[str], required: tuple[str, ...]) -> Iterator[tuple[int, int, dict[str, Any]]]:
@@ -147,12 +189,13 @@ def json_rows(lines: Iterable[str], required: tuple[str, ...]) -> Iterator[tuple
             continue
         row += 1
         try:
-            obj = json.loads(line, parse_float=keep_literal, parse_int=keep_literal, object_pairs_hook=_object)
+            obj = loads_unique(line, parse_float=keep_literal, parse_int=keep_literal)
         except json.JSONDecodeError as exc:
             raise RowError(row, line_no, f"not valid JSON: {exc.msg}") from None
-        except _DuplicateKey as exc:
-            key = exc.key if exc.key.isprintable() else ascii(exc.key)  # a face must be able to print it
-            raise RowError(row, line_no, f"the key {exc.key!r} is given twice", key) from None
+        except DuplicateKeyError as exc:
+            key = str(exc.path[-1])
+            key = key if key.isprintable() else ascii(key)  # a face must be able to print it
+            raise RowError(row, line_no, str(exc), key) from None
         if not isinstance(obj, dict):
             raise RowError(row, line_no, "each line must be a JSON object")
         missing = [c for c in required if c not in obj]

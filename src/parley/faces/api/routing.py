@@ -6,26 +6,21 @@ leaves duplicate names to the parser; I-JSON (RFC 7493) forbids them, and so doe
 answer is a 422 naming the key's path (``request.at``, ``history[1].result``), the same shape as
 every other invalid field, and nothing is done.
 
-Every API router is built with ``route_class=JsonRoute``.
+Every API router comes from ``api_router``, which gives it ``JsonRoute`` and the shared
+error responses.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
-Path = tuple[str | int, ...]
-
-
-class _Duplicated(dict[str, Any]):
-    """An object that had ``key`` more than once (only ever seen while looking for it)."""
-
-    key: str
+from parley.adapters import records
+from parley.adapters.records import JsonPath
 
 
 class DuplicateKey(HTTPException):
@@ -33,50 +28,18 @@ class DuplicateKey(HTTPException):
     FastAPI's body reader lets it through (it turns anything else into a bare 400); `JsonRoute`
     answers it as a validation error."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: JsonPath) -> None:
         super().__init__(status_code=422, detail="duplicate key")
         self.path = path
 
 
-def _first_duplicate(value: Any) -> Path:
-    stack: list[tuple[Path, Any]] = [((), value)]
-    while stack:
-        path, node = stack.pop()
-        if isinstance(node, _Duplicated):
-            return (*path, node.key)
-        if isinstance(node, dict):
-            items: list[tuple[str | int, Any]] = list(node.items())
-        elif isinstance(node, list):
-            items = list(enumerate(node))
-        else:
-            continue
-        stack.extend(((*path, k), v) for k, v in reversed(items))  # first in document order
-    raise AssertionError("a duplicate was seen but not found")  # pragma: no cover
-
-
 def loads_unique(raw: bytes | str) -> Any:
-    """``json.loads``, except that an object with a key twice raises DuplicateKey(path)."""
-    seen_duplicate = False
-
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        nonlocal seen_duplicate
-        obj = dict(items)
-        if len(obj) == len(items):
-            return obj
-        seen_duplicate = True
-        dup = _Duplicated(obj)
-        keys: set[str] = set()
-        for k, _ in items:
-            if k in keys:
-                dup.key = k
-                break
-            keys.add(k)
-        return dup
-
-    value = json.loads(raw, object_pairs_hook=pairs)
-    if seen_duplicate:
-        raise DuplicateKey(_first_duplicate(value))
-    return value
+    """The body as JSON (``adapters.records.loads_unique``, the importers' reader too), with a
+    key given twice raised as DuplicateKey(path)."""
+    try:
+        return records.loads_unique(raw)
+    except records.DuplicateKeyError as exc:
+        raise DuplicateKey(exc.path) from None
 
 
 class _UniqueKeysRequest(Request):
@@ -103,3 +66,11 @@ class JsonRoute(APIRoute):
                 }]) from None
 
         return unique_keys
+
+
+def api_router(tag: str, prefix: str = "") -> APIRouter:
+    """An API router: its routes read bodies with ``JsonRoute`` and document the shared errors.
+    Built here so that no router can forget either."""
+    from parley.faces.api.schemas import ERROR_RESPONSES
+
+    return APIRouter(prefix=prefix, tags=[tag], responses=ERROR_RESPONSES, route_class=JsonRoute)

@@ -7,15 +7,16 @@ and fuzzers know the shape.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from parley.core.text import ID_PATTERN, first_not_text
+
 MONEY_PATTERN = r"^[0-9]{1,15}(\.[0-9]{1,4})?$"
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,63}$"
 
 Money = Annotated[
     str,
@@ -23,6 +24,8 @@ Money = Annotated[
           description="a decimal amount in major units, as a string"),
 ]
 Id = Annotated[str, Field(pattern=ID_PATTERN, min_length=1, max_length=64)]
+# The same rule for an id in the URL path.
+PathId = Annotated[str, Path(pattern=ID_PATTERN, min_length=1, max_length=64)]
 
 
 class ErrorBody(BaseModel):
@@ -51,16 +54,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-# What no string from a client may hold: control characters other than tab and line breaks
-# (a NUL cannot be stored in PostgreSQL text; the rest are never typed, only pasted or forged),
-# and lone surrogates (a JSON "\ud800" escape), which are not characters and cannot be UTF-8.
-# The same class of characters services.imports refuses in a file.
-NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
 def _refuse_not_text(value: Any) -> None:
     if isinstance(value, str):
-        found = NOT_TEXT.search(value)
+        found = first_not_text(value)
         if found:
             raise PydanticCustomError(
                 "control_character", "must not contain control characters (found U+{char})",

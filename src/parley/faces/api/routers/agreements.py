@@ -5,19 +5,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import Query
 from pydantic import Field
 
 from parley.faces.api.deps import ActorDep
-from parley.faces.api.routing import JsonRoute
-from parley.faces.api.schemas import ERROR_RESPONSES, ID_PATTERN, MONEY_PATTERN, Id, Strict
+from parley.faces.api.routing import api_router
+from parley.faces.api.schemas import MONEY_PATTERN, Id, PathId, Strict
 from parley.faces.web.auth import CtxDep
 from parley.services import casework
 
-router = APIRouter(tags=["agreements"], responses=ERROR_RESPONSES,
-                   route_class=JsonRoute)
+router = api_router("agreements")
 
-PathId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 
 
 class ProposeIn(Strict):

@@ -4,28 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import Query
 
 from parley.faces.api.deps import ActorDep
-from parley.faces.api.routing import JsonRoute
+from parley.faces.api.routing import api_router
 from parley.faces.api.schemas import (
-    ERROR_RESPONSES,
-    ID_PATTERN,
     AssignIn,
     ComplaintDetailOut,
     ComplaintIn,
     ComplaintOut,
     Created,
     Done,
+    PathId,
     ResolveIn,
 )
 from parley.faces.web.auth import CtxDep
 from parley.services import complaints
 
-router = APIRouter(prefix="/complaints", tags=["complaints"], responses=ERROR_RESPONSES,
-                   route_class=JsonRoute)
+router = api_router("complaints", "/complaints")
 
-ComplaintId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 
 
 @router.get("", response_model=list[ComplaintOut])
@@ -52,23 +49,23 @@ def file_complaint(body: ComplaintIn, ctx: CtxDep, actor: ActorDep) -> Created:
 
 
 @router.get("/{complaint_id}", response_model=ComplaintDetailOut)
-def get_complaint(complaint_id: ComplaintId, ctx: CtxDep, actor: ActorDep) -> ComplaintDetailOut:
+def get_complaint(complaint_id: PathId, ctx: CtxDep, actor: ActorDep) -> ComplaintDetailOut:
     return ComplaintDetailOut.model_validate(complaints.get_complaint(ctx, actor, complaint_id))
 
 
 @router.post("/{complaint_id}/acknowledge", response_model=Done)
-def acknowledge(complaint_id: ComplaintId, ctx: CtxDep, actor: ActorDep) -> Done:
+def acknowledge(complaint_id: PathId, ctx: CtxDep, actor: ActorDep) -> Done:
     complaints.acknowledge(ctx, actor, complaint_id)
     return Done()
 
 
 @router.post("/{complaint_id}/assign", response_model=Done)
-def assign(complaint_id: ComplaintId, body: AssignIn, ctx: CtxDep, actor: ActorDep) -> Done:
+def assign(complaint_id: PathId, body: AssignIn, ctx: CtxDep, actor: ActorDep) -> Done:
     complaints.assign(ctx, actor, complaint_id, body.staff_id)
     return Done()
 
 
 @router.post("/{complaint_id}/resolve", response_model=Done)
-def resolve(complaint_id: ComplaintId, body: ResolveIn, ctx: CtxDep, actor: ActorDep) -> Done:
+def resolve(complaint_id: PathId, body: ResolveIn, ctx: CtxDep, actor: ActorDep) -> Done:
     complaints.resolve(ctx, actor, complaint_id, body.outcome, upheld=body.upheld)
     return Done()

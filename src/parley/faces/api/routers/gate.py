@@ -6,18 +6,17 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query
+from fastapi import Body, Path, Query
 from pydantic import Field
 
 from parley.faces.api.deps import ActorDep
-from parley.faces.api.routing import JsonRoute
-from parley.faces.api.schemas import ERROR_RESPONSES, Id, InboundOut, Strict
+from parley.faces.api.routing import api_router
+from parley.faces.api.schemas import Id, InboundOut, Strict
 from parley.faces.web.auth import CtxDep
 from parley.services import casework
 from parley.services.permits import check_json
 
-router = APIRouter(prefix="/gate", tags=["gate"], responses=ERROR_RESPONSES,
-                   route_class=JsonRoute)
+router = api_router("gate", "/gate")
 
 
 @router.post("/check")

@@ -7,17 +7,16 @@ import tempfile
 from enum import StrEnum
 from pathlib import Path
 
-from fastapi import APIRouter, UploadFile
+from fastapi import UploadFile
 
 from parley.errors import Forbidden, InvalidInput
 from parley.faces.api.deps import ActorDep
-from parley.faces.api.routing import JsonRoute
-from parley.faces.api.schemas import ERROR_RESPONSES, ImportOut
+from parley.faces.api.routing import api_router
+from parley.faces.api.schemas import ImportOut
 from parley.faces.web.auth import CtxDep
 from parley.services.imports import import_file
 
-router = APIRouter(prefix="/imports", tags=["imports"], responses=ERROR_RESPONSES,
-                   route_class=JsonRoute)
+router = api_router("imports", "/imports")
 
 MAX_BYTES = 512 * 1024 * 1024
 IMPORT_ROLES = frozenset({"administrator"})

@@ -7,16 +7,15 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import Path
 from pydantic import Field
 
 from parley.faces.api.deps import ActorDep
-from parley.faces.api.routing import JsonRoute
+from parley.faces.api.routing import api_router
 from parley.faces.api.schemas import (
-    ERROR_RESPONSES,
-    ID_PATTERN,
     LegalReferralOut,
     LoanOut,
+    PathId,
     PlacementOut,
     RecalledOut,
     Strict,
@@ -24,14 +23,12 @@ from parley.faces.api.schemas import (
 from parley.faces.web.auth import CtxDep
 from parley.services import casework
 
-router = APIRouter(prefix="/loans", tags=["loans"], responses=ERROR_RESPONSES,
-                   route_class=JsonRoute)
+router = api_router("loans", "/loans")
 
-LoanId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 
 
 @router.get("/{loan_id}", response_model=LoanOut)
-def get_loan(loan_id: LoanId, ctx: CtxDep, actor: ActorDep) -> LoanOut:
+def get_loan(loan_id: PathId, ctx: CtxDep, actor: ActorDep) -> LoanOut:
     """A loan as the caller may see it, with its placement history and legal referrals. A loan
     placed with another agency answers 404, exactly as a loan that does not exist; an
     agency-scoped caller sees only its own agency's placements."""
@@ -43,7 +40,7 @@ class ReasonIn(Strict):
 
 
 @router.post("/{loan_id}/placement/recall", response_model=RecalledOut)
-def recall_placement(loan_id: LoanId, body: ReasonIn, ctx: CtxDep, actor: ActorDep) -> RecalledOut:
+def recall_placement(loan_id: PathId, body: ReasonIn, ctx: CtxDep, actor: ActorDep) -> RecalledOut:
     """Recall the loan from its outside agency (委外): the placement ends now, the agency's
     collectors no longer see the case, and the recall is audited on the borrower's chain.
     Administrator, team-lead and strategy-manager keys; 409 when the loan is not placed."""
@@ -55,7 +52,7 @@ def recall_placement(loan_id: LoanId, body: ReasonIn, ctx: CtxDep, actor: ActorD
 
 
 @router.post("/{loan_id}/legal-referrals/{referral_id}/close", response_model=LegalReferralOut)
-def close_referral(loan_id: LoanId, referral_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
+def close_referral(loan_id: PathId, referral_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
                    body: ReasonIn, ctx: CtxDep, actor: ActorDep) -> LegalReferralOut:
     """Close one of the loan's legal referrals, with the reason (audited). A referral of
     another loan answers 404 like a missing one; 409 when it is already closed."""

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
-
 from parley.faces.api.deps import ActorDep
-from parley.faces.api.routing import JsonRoute
-from parley.faces.api.schemas import ERROR_RESPONSES, PaymentIn, PaymentOut
+from parley.faces.api.routing import api_router
+from parley.faces.api.schemas import PaymentIn, PaymentOut
 from parley.faces.web.auth import CtxDep
 from parley.services import casework
 
-router = APIRouter(prefix="/payments", tags=["payments"], responses=ERROR_RESPONSES,
-                   route_class=JsonRoute)
+router = api_router("payments", "/payments")
 
 
 @router.post("", response_model=PaymentOut, status_code=201)

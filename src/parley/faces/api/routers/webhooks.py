@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from parley.errors import Forbidden
 from parley.faces.api.deps import ActorDep
-from parley.faces.api.routing import JsonRoute
-from parley.faces.api.schemas import ERROR_RESPONSES, ID_PATTERN, Done, Strict
+from parley.faces.api.routing import api_router
+from parley.faces.api.schemas import Done, PathId, Strict
 from parley.faces.web.auth import CtxDep
 from parley.services import webhooks
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"], responses=ERROR_RESPONSES,
-                   route_class=JsonRoute)
+router = api_router("webhooks", "/webhooks")
 
 EventName = Literal["*", "complaint.filed", "complaint.resolved", "agreement.accepted", "payment.posted"]
 
@@ -59,7 +57,7 @@ def list_subscriptions(ctx: CtxDep, actor: ActorDep) -> list[SubscriptionOut]:
 
 
 @router.delete("/{subscription_id}", response_model=Done)
-def disable(subscription_id: Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)],
+def disable(subscription_id: PathId,
             ctx: CtxDep, actor: ActorDep) -> Done:
     _admin(actor)
     webhooks.disable(ctx, subscription_id)
