@@ -642,6 +642,7 @@ def log_outcome(ctx: Context, actor: Actor, loan_id: str, attempt_id: int, *, re
         raise InvalidInput(f"unknown result {result!r}", record="call", field="result")
     if len(notes) > 4000:
         raise InvalidInput("at most 4000 characters", record="call", field="notes")
+    refuse_control_characters(notes, record="call", field="notes")
     with ctx.db.read() as conn:
         att = _orm(conn).execute(
             select(ContactAttempt.borrower_id, ContactAttempt.collector_id)

@@ -425,8 +425,6 @@ def case_outcome(request: Request, ctx: CtxDep, session: Caller, loan_id: LoanId
                  result: Annotated[str, Form(max_length=20)],
                  notes: Annotated[str, Form(max_length=4000)] = "",
                  promise: Annotated[bool, Form()] = False) -> Response:
-    # log_outcome does not check for control characters yet; a NUL would fail on PostgreSQL.
-    casework.refuse_control_characters(notes, record="call", field="notes")
     try:
         out = casework.log_outcome(ctx, session.actor, loan_id, attempt_id, result=result,
                                    notes=notes, promise=promise)
