@@ -459,3 +459,35 @@ def test_yesterdays_unassigned_tasks_expire_and_every_account_gets_its_turn(ctx:
         assert (report.tasks_assigned, report.tasks_expired, waiting) == (3, expired, pool)
     assert len(called) == 9  # every account was called once in three days
     assert run_daily(ctx, MONDAY + timedelta(days=2)).inserted == 0  # a re-run adds nothing
+
+
+def test_a_day_killed_after_expiring_yesterdays_pool_and_run_again_equals_one_clean_run(
+        ctx: Context) -> None:
+    """The expiry of earlier days' pool tasks commits before the plan; a run killed after it and
+    run again must plan exactly what one clean run of that day plans."""
+    seed_accounts(ctx, 40, MONDAY)
+    add_staff(ctx, [("C1", "zh-Hans,zh-Hant", "", 5), ("C2", "zh-Hans,en", "lang:yue", 4)])
+    run_daily(ctx, MONDAY)
+    tuesday = MONDAY + timedelta(days=1)
+    with ctx.db.read() as c:
+        monday = [tuple(r) for r in c.execute(text(
+            "SELECT id, status, last_reason, updated_at FROM contact_queue"))]
+    assert any(s == "pending" for _, s, _, _ in monday)
+
+    def crash(step: str) -> None:
+        if step == "planned":
+            raise RuntimeError("killed")
+
+    with pytest.raises(RuntimeError, match="killed"):
+        run_daily(ctx, tuesday, fault=crash)
+    rerun = run_daily(ctx, tuesday)
+    assert rerun.tasks_expired == 0  # the killed run had already expired them
+    recovered = queue(ctx)
+    with ctx.db.transaction() as c:  # back to Monday evening, then one clean Tuesday
+        c.execute(text("DELETE FROM contact_queue WHERE business_date = :d"), {"d": tuesday})
+        c.execute(text("UPDATE contact_queue SET status = :s, last_reason = :r, updated_at = :u "
+                       "WHERE id = :i"),
+                  [{"i": i, "s": s, "r": r, "u": u} for i, s, r, u in monday])
+    clean = run_daily(ctx, tuesday)
+    assert clean.tasks_expired > 0 and (clean.planned, clean.inserted) == (rerun.planned, rerun.inserted)
+    assert queue(ctx) == recovered
