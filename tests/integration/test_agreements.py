@@ -26,6 +26,7 @@ from parley.store.models.contacts import AuditLog
 from parley.store.models.loanbook import DelinquencyPause, Installment, LedgerEntry
 from parley.store.models.queue import ContactQueueItem
 from parley.store.models.staff import StaffUser
+from tests.integration.test_channels import add_collectors
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -43,6 +44,7 @@ def load(ctx: Context, tmp_path: Path) -> None:
     (tmp_path / "loans.csv").write_text(LOANS, encoding="utf-8")
     import_file(ctx, "borrowers", tmp_path / "borrowers.csv")
     import_file(ctx, "loans", tmp_path / "loans.csv")
+    add_collectors(ctx, "C1")  # the daily run queues call tasks only for collectors who can take them
 
 
 def at_local(ctx: Context, y: int, m: int, d: int, hh: int = 10) -> None:

@@ -71,7 +71,7 @@ def add_agreement(ctx: Context, loan: str, borrower: str, status: str) -> None:
 def test_each_account_gets_its_states_actions_at_a_lawful_preferred_time(ctx: Context) -> None:
     # dpd 3 → m1_early (sms), 10 → m1_late (call, sms, email), 45 → m2 (call, sms)
     dpds = [3, 10, 45, 0]
-    seed_accounts(ctx, 4, MONDAY, dpd=lambda i: dpds[i] if dpds[i] else 1)
+    seed_accounts(ctx, 4, MONDAY, dpd=lambda i: dpds[i] if dpds[i] else 1, collectors=1)
     with ctx.db.transaction() as c:  # account 3 is paid up
         c.execute(text("UPDATE installment SET paid_principal = principal_due, paid_interest = interest_due, "
                        "paid_off_on = due_on WHERE loan_id = 'LB0000003' AND number = 1"))
@@ -106,10 +106,12 @@ def test_each_account_gets_its_states_actions_at_a_lawful_preferred_time(ctx: Co
 
 def test_running_the_same_day_twice_adds_nothing(ctx: Context) -> None:
     seed_accounts(ctx, 60, MONDAY)
+    add_staff(ctx, [("C1", "zh-Hans,zh-Hant", "", 8), ("C2", "zh-Hans,en", "lang:yue", 8)])
     first = run_daily(ctx, MONDAY)
     before = queue(ctx)
     second = run_daily(ctx, MONDAY)
-    assert first.inserted == first.planned > 60
+    assert first.inserted == first.queued > 60
+    assert first.tasks_unassigned > first.tasks_pooled > 0  # some tasks were beyond capacity
     assert second.planned == first.planned and second.inserted == 0
     assert queue(ctx) == before
 
@@ -159,34 +161,35 @@ def test_a_run_killed_halfway_and_run_again_equals_one_clean_run(ctx: Context, c
     partial = queue(ctx)
     assert (len(partial) == 0) == (crash_after == "planned")
     rerun = run_daily(ctx, MONDAY, chunk_size=7)
-    assert rerun.inserted == rerun.planned - len(partial)
+    assert rerun.inserted == rerun.queued - len(partial)
     if ctx.db.is_sqlite:  # one writer: chunks after the crash point were never written
-        assert 0 < rerun.inserted <= rerun.planned
+        assert 0 < rerun.inserted <= rerun.queued
     # (PostgreSQL writes chunks on several connections at once, so later chunks may have
     # committed before the crash; the re-run must still complete to the clean result.)
     recovered = queue(ctx)
     with ctx.db.transaction() as c:
         c.execute(text("DELETE FROM contact_queue"))
     clean = run_daily(ctx, MONDAY)
-    assert clean.inserted == clean.planned == len(recovered)
+    assert clean.inserted == clean.queued == len(recovered)
     assert queue(ctx) == recovered
     assert any(r[13] is not None for r in recovered)  # some calls were assigned
+    assert clean.tasks_pooled > 0 and any(r[13] is None and r[7] in ("call", "interview", "visit") for r in recovered)
 
 
 def test_postgresql_writes_chunks_in_parallel_and_clears_stages_a_killed_run_left(
         pg_ctx: Context) -> None:
-    seed_accounts(pg_ctx, 40, MONDAY)
+    seed_accounts(pg_ctx, 40, MONDAY, collectors=1)
     with pg_ctx.db.transaction() as c:  # what a run killed mid-pipeline leaves behind
         c.execute(text("CREATE UNLOGGED TABLE daily_run_stage_dead_1 AS SELECT * FROM contact_queue "
                        "WITH NO DATA"))
     report = run_daily(pg_ctx, MONDAY, chunk_size=5)
-    assert report.inserted == report.planned > 0
+    assert report.inserted == report.queued > 0
     assert run_daily(pg_ctx, MONDAY, chunk_size=3).inserted == 0
     with pg_ctx.db.read() as c:
         left = c.execute(text("SELECT COUNT(*) FROM pg_tables WHERE tablename LIKE 'daily_run_stage_%'"))
         assert left.scalar_one() == 0
         keys = c.execute(text("SELECT COUNT(DISTINCT idempotency_key), COUNT(*) FROM contact_queue")).one()
-    assert keys[0] == keys[1] == report.planned
+    assert keys[0] == keys[1] == report.queued
 
 
 def test_accounts_under_an_agreement_or_hold_get_no_action(ctx: Context) -> None:
@@ -343,6 +346,8 @@ def test_the_set_based_run_agrees_with_the_pure_evaluator_day_after_day(ctx: Con
     with ctx.db.transaction() as c:  # some tags the strategy reads
         c.execute(text("UPDATE borrower SET tags = ',no_field_visit,' WHERE id LIKE '%7'"))
         c.execute(text("UPDATE borrower SET tags = ',lang_yue,vip,' WHERE id LIKE '%3'"))
+    # room for every task the strategy asks for (capacity is the assignment tests' concern)
+    add_staff(ctx, [("C1", "zh-Hans,zh-Hant,en", "lang:yue", 100_000)])
     add_agreement(ctx, "LB0000005", "B0000005", "active")
     add_agreement(ctx, "LB0000006", "B0000006", "broken")
     add_agreement(ctx, "LB0000016", "B0000016", "broken")  # two broken promises
@@ -440,14 +445,16 @@ def test_constant_in_lists_are_valid_sql_with_one_item_too(ctx: Context) -> None
 
 
 def test_yesterdays_unassigned_tasks_expire_and_every_account_gets_its_turn(ctx: Context) -> None:
-    """One collector with room for 3 calls, 9 accounts in m2 (a call every 3 days): the
-    overflow of each day expires before the next day is planned. It used to stay pending for
-    ever, counted as a call made, so only the first three accounts were ever called and the
-    pool grew by every day's overflow."""
+    """One collector with room for 3 calls, 9 accounts in m2 (a call every 3 days): 3 calls
+    assigned, 3 more in the shared pool, the rest not queued; the pool of each day expires
+    before the next day is planned. (On Tuesday four of the six due speak zh-Hans: no group
+    has more than a day's capacity queued, so the pool has only two.) Pool tasks used to stay
+    pending for ever, counted as a call made, so only the first three accounts were ever
+    called and the pool grew by every day's overflow."""
     seed_accounts(ctx, 9, MONDAY, start=1, dpd=lambda i: 45)
     add_staff(ctx, [("ZH1", "zh-Hans,en", "", 3)])
     called: set[str] = set()
-    for day, (expired, pool) in enumerate(((0, 6), (6, 3), (3, 0))):
+    for day, (expired, pool) in enumerate(((0, 3), (3, 2), (2, 0))):
         report = run_daily(ctx, MONDAY + timedelta(days=day))
         with ctx.db.transaction() as c:  # the collector works their three calls
             called |= set(c.execute(text(
@@ -491,3 +498,39 @@ def test_a_day_killed_after_expiring_yesterdays_pool_and_run_again_equals_one_cl
     clean = run_daily(ctx, tuesday)
     assert clean.tasks_expired > 0 and (clean.planned, clean.inserted) == (rerun.planned, rerun.inserted)
     assert queue(ctx) == recovered
+
+
+def test_tasks_beyond_capacity_are_counted_and_the_pool_holds_the_best_ranked_of_them(
+        ctx: Context) -> None:
+    """Room for 4 tasks: 4 assigned, and the 4 best-ranked of the rest — by (priority, time,
+    loan), whatever their group, but no further down a group than the day's capacity — wait
+    in the shared pool; the others are only counted. One language and no skills tags, so a
+    group is a (state, kind) here. The ranking is read off a first run with room for all."""
+    seed_accounts(ctx, 30, MONDAY, dpd=lambda i: (10, 45, 70)[i % 3])  # m1_late, m2, m3
+    add_staff(ctx, [("ALL", "zh-Hans", "", 1000)])
+    with ctx.db.transaction() as c:
+        c.execute(text("UPDATE borrower SET preferred_language = 'zh-Hans', tags = ''"))
+    roomy = run_daily(ctx, MONDAY)
+    collector_channels = "('call', 'interview', 'visit')"
+    with ctx.db.transaction() as c:
+        ranked = [tuple(r) for r in c.execute(text(
+            "SELECT loan_id, action_kind, state FROM contact_queue WHERE channel IN "
+            f"{collector_channels} ORDER BY priority, not_before, loan_id, action_kind"))]
+        c.execute(text("DELETE FROM contact_queue"))
+        c.execute(text("UPDATE staff_user SET daily_capacity = 4"))
+    assert roomy.tasks_assigned == len(ranked) > 12 and roomy.tasks_pooled == 0
+    tight = run_daily(ctx, MONDAY)
+    with ctx.db.read() as c:
+        rows = c.execute(text(
+            "SELECT loan_id, action_kind, collector_id FROM contact_queue WHERE channel IN "
+            f"{collector_channels}")).all()
+    assigned = {(r[0], r[1]) for r in rows if r[2] is not None}
+    pooled = {(r[0], r[1]) for r in rows if r[2] is None}
+    assert (tight.tasks_assigned, tight.tasks_pooled, len(assigned), len(pooled)) == (4, 4, 4, 4)
+    assert tight.tasks_unassigned == len(ranked) - 4
+    in_reach = [t[:2] for k, t in enumerate(ranked)
+                if sum(u[1:] == t[1:] for u in ranked[:k]) < 4]  # the first 4 of each group
+    assert len({t[1:] for t in ranked}) > 2 and len(in_reach) < len(ranked)
+    assert pooled == set([t for t in in_reach if t not in assigned][:4])
+    assert tight.queued == tight.inserted == roomy.planned - (len(ranked) - 8)
+    assert {t[:2] for t in ranked} >= assigned  # every queued task was one the strategy wanted

@@ -40,8 +40,8 @@ def _add_collector(ctx: Context) -> None:
 
 
 def test_a_payment_that_clears_the_arrears_cancels_the_loans_pending_items(ctx: Context) -> None:
-    prepare(ctx, n=2, dpd=10)  # B0 and B1: a call task, an SMS and an e-mail each
     _add_collector(ctx)
+    prepare(ctx, n=2, dpd=10)  # B0 and B1: a call task, an SMS and an e-mail each
     post_payment(ctx, "PAY-0", "B0-L1", ctx.clock.now(), FIRST_INSTALMENT - 1)  # one fen short
     assert {r.status for r in _borrower_items(ctx, "B0").values()} == {"pending"}
     post_payment(ctx, "PAY-1", "B0-L1", ctx.clock.now(), 1)
@@ -75,8 +75,8 @@ def test_an_item_already_in_flight_when_the_payment_lands_is_refused_by_the_gate
 
 
 def test_a_collector_cannot_call_about_a_debt_with_nothing_overdue(ctx: Context) -> None:
-    prepare(ctx, n=1, dpd=10)
     _add_collector(ctx)
+    prepare(ctx, n=1, dpd=10)
     (task,) = collector_queue(ctx, "C1")
     with ctx.db.transaction() as c:  # the arrears paid at the bank; the queue not yet tidied
         c.execute(text("UPDATE loan SET oldest_unpaid_due_on = NULL WHERE id = 'B0-L1'"))

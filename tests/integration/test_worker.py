@@ -99,10 +99,13 @@ def attempts_by_key(ctx: Context) -> dict[str, int]:
             "SELECT idempotency_key, COUNT(*) FROM contact_attempt GROUP BY idempotency_key")).all())
 
 
-def prepare(ctx: Context, n: int = 1, dpd: int = 10) -> None:
+def prepare(ctx: Context, n: int = 1, dpd: int = 10, collectors: tuple[str, ...] = ()) -> None:
+    """Borrowers, templates, ``collectors`` (the run queues collector tasks only for collectors
+    who can take them) and the daily run of MONDAY."""
     seed_default_templates(ctx)
     for k in range(n):
         seed_contactable(ctx, f"B{k}", dpd=dpd)
+    add_collectors(ctx, *collectors)
     run_daily(ctx, MONDAY)
 
 
@@ -117,7 +120,7 @@ def crash_at(point: str, once: bool = True):
 
 
 def test_due_sms_and_email_are_permitted_sent_and_marked(ctx: Context) -> None:
-    prepare(ctx, dpd=10)  # m1_late: call (collector task), sms, email
+    prepare(ctx, dpd=10, collectors=("C1",))  # m1_late: call (collector task), sms, email
     out = StringIO()
     console = ConsoleProvider(out)
     report = work_once(ctx, "w1", 10, channels={"sms": console, "email": console})
@@ -292,13 +295,13 @@ def test_concurrent_workers_never_lease_the_same_item(pg_ctx: Context) -> None:
 
 
 def test_a_call_task_gives_a_click_to_call_link_once_permitted_and_logs_the_outcome(ctx: Context) -> None:
-    prepare(ctx, dpd=10)
     with ctx.db.transaction() as c:
         c.execute(text(
             "INSERT INTO staff_user (id, username, display_name, role, badge_number, password_hash, "
             "languages, skills, daily_capacity, active, created_at) VALUES ('C1', 'c1', '李娜', "
             "'collector', 'G0001', '', 'zh-Hans', '', 60, :t, :at)"),
             {"t": True, "at": datetime(2026, 1, 1, tzinfo=UTC)})
+    prepare(ctx, dpd=10)
     (task,) = collector_queue(ctx, "C1")
     assert task.channel == "call" and task.target == "early-stage"
     started = start_call(ctx, task.item_id, "C1", ClickToCall("https://pbx.example/dial?to={to}&ref={key}"))
@@ -322,8 +325,7 @@ def test_a_call_task_gives_a_click_to_call_link_once_permitted_and_logs_the_outc
 def test_two_collectors_starting_one_call_at_once_get_one_permit(pg_ctx: Context) -> None:
     from parley.errors import Conflict
 
-    prepare(pg_ctx, dpd=10)
-    add_collectors(pg_ctx, "C1", "C2")
+    prepare(pg_ctx, dpd=10, collectors=("C1", "C2"))
     (task,) = collector_queue(pg_ctx, "C1")
     results: list[object] = []
     barrier = threading.Barrier(2)
@@ -351,8 +353,7 @@ def test_an_outcome_is_recorded_together_with_closing_the_task_or_not_at_all(
         ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
     import parley.services.worker as worker_mod
 
-    prepare(ctx, dpd=10)
-    add_collectors(ctx, "C1")
+    prepare(ctx, dpd=10, collectors=("C1",))
     (task,) = collector_queue(ctx, "C1")
     started = start_call(ctx, task.item_id, "C1")
 
@@ -408,8 +409,7 @@ def test_parley_worker_once_sends_through_the_console(ctx: Context, db_url: str,
 def test_an_outcome_logged_after_the_task_was_cancelled_keeps_it_cancelled(ctx: Context) -> None:
     """An agreement accepted while the call went on cancels the task; logging the call's
     outcome records it on the attempt but never reopens the task."""
-    prepare(ctx, dpd=10)
-    add_collectors(ctx, "C1")
+    prepare(ctx, dpd=10, collectors=("C1",))
     (task,) = collector_queue(ctx, "C1")
     started = start_call(ctx, task.item_id, "C1")
     assert started.allowed

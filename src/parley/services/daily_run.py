@@ -18,15 +18,19 @@ SQLite and PostgreSQL, never a Python loop per account:
    earliest instant on ``as_of`` inside the action's preferred hours *and* the rule pack's
    lawful hours in every candidate zone. Computed in Python once per distinct combination
    (a few dozen), not per account. It is only a proposal: the worker asks the gate at send time.
+   Each combination also gets its *tier*, (priority, not_before) numbered in that order.
 5. **assignment** — collector tasks (calls, 面谈 invitations, field visits) go to collectors
    by capacity and skill: for each group of tasks with the same (required skills, language,
-   bucket, agency), scarcest group first, tasks ranked by priority are matched to the eligible
-   collectors' free capacity slots, round-robin (``ROW_NUMBER`` on both sides, joined on the
-   rank). Free capacity is the daily capacity less the tasks still open in the collector's
-   queue from earlier days, so a backlog is worked before new work arrives; earlier days'
-   tasks nobody was given expire before the day is planned (``expire_unassigned_tasks``), so
-   their accounts compete again. A visit goes to
-   its lead collector, who books the appointment with the partner(s) the pack requires.
+   bucket, agency), scarcest group first, tasks ranked by (tier, loan) are matched to the
+   eligible collectors' free capacity slots, round-robin (``ROW_NUMBER`` on both sides,
+   joined on the rank). Free capacity is the daily capacity less the tasks still open in the
+   collector's queue from earlier days, so a backlog is worked before new work arrives. As
+   many again as were assigned, the best-ranked of the rest, go to the shared pool for
+   collectors who finish early; the others are counted in the report, not queued (no group
+   has more queued than a day's whole free capacity). Earlier days' pool tasks nobody took
+   expire before the day is planned (``expire_unassigned_tasks``), so their accounts compete
+   again. A visit goes to its lead collector, who books the appointment with the partner(s)
+   the pack requires.
 6. **queue** — ``INSERT INTO contact_queue … SELECT … ON CONFLICT (borrower_id, idempotency_key)
    DO NOTHING`` in committed chunks (on PostgreSQL, two writer connections at once; see
    ``_write_chunks_in_parallel``); the key is ``as_of|loan|action``. Every value written is a
@@ -65,6 +69,7 @@ from sqlalchemy import (
     Table,
     bindparam,
     case,
+    column,
     func,
     insert,
     literal,
@@ -156,7 +161,8 @@ class RunReport:
     by_arm: accounts per strategy arm (one key when there is no experiment).
     tasks_expired: earlier days' collector tasks nobody was given, expired before planning.
     tasks_assigned / tasks_unassigned: collector tasks (calls, 面谈, visits) given to a
-        collector, or left for the shared pool.
+        collector, or not; of the unassigned, ``tasks_pooled`` wait in the shared pool and the
+        rest are not queued (beyond the day's capacity: their accounts compete again next run).
     """
 
     as_of: date
@@ -173,6 +179,12 @@ class RunReport:
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
     tasks_expired: int = 0
+    tasks_pooled: int = 0
+
+    @property
+    def queued(self) -> int:
+        """Items a clean run of the day writes: the plan less the tasks beyond capacity."""
+        return self.planned - (self.tasks_unassigned - self.tasks_pooled)
 
 
 # --------------------------------------------------------------------------------------------
@@ -191,11 +203,13 @@ def _tmp(name: str, *cols: Column[Any]) -> Table:
 # needs it.
 T_OFF = _tmp("tmp_run_off", Column("loan_id", ID),
              Column("agreement", Integer), Column("hold", Integer))
-# The loan's own columns the strategy reads come along with its days past due (one pass over
-# the loans, not a second join to them).
-T_DPD = _tmp("tmp_run_dpd", Column("loan_id", ID), Column("borrower_id", ID),
-             Column("dpd", Integer), Column("bucket", key_string(8)),
-             *(Column(c, Loan.__table__.c[c].type) for c in ("currency", "product", "agency_id")))
+# Days past due, as the accounts' statement reads them from ``dpd_sql`` (not a table: see
+# _load_accounts); the loan's own columns the strategy reads come along (one pass over the
+# loans, not a second join to them).
+_DPD_LOAN_COLUMNS = ("currency", "product", "agency_id")
+_DPD_COLUMNS = (column("loan_id", ID), column("borrower_id", ID), column("dpd", Integer),
+                column("bucket", key_string(8)),
+                *(column(c, Loan.__table__.c[c].type) for c in _DPD_LOAN_COLUMNS))
 T_BAL = _tmp("tmp_run_bal", Column("loan_id", ID), Column("balance", Integer))
 T_BP = _tmp("tmp_run_bp", Column("loan_id", ID), Column("n", Integer))
 T_ACCT = _tmp(
@@ -216,19 +230,20 @@ T_ACTION = _tmp(
 T_HIST = _tmp("tmp_run_hist", Column("loan_id", ID), Column("kind", key_string(24)),
               Column("business_date", Date), Column("n", Integer))
 T_SLOT = _tmp("tmp_run_slot", Column("zone_key", key_string(400)), Column("jurisdiction", key_string(16)),
-              Column("action_id", Integer), Column("not_before", UTCDateTime))
+              Column("action_id", Integer), Column("not_before", UTCDateTime), Column("tier", Integer))
 # The tasks that could be assigned: ranked within their group, at most the day's free capacity.
 T_CALLS = _tmp(
     "tmp_run_calls",
     Column("loan_id", ID), Column("action_id", Integer),
     Column("gid", Integer), Column("grank", Integer), Column("collector_id", ID),
+    Column("tier", Integer),
 )
 T_CSLOT = _tmp("tmp_run_cslot", Column("collector_id", ID), Column("slot_no", Integer),
                Column("used", Integer))
 T_ELIG = _tmp("tmp_run_elig", Column("collector_id", ID, primary_key=True))
 T_FREE = _tmp("tmp_run_free", Column("collector_id", ID, primary_key=True),
               Column("slot_no", Integer, primary_key=True), Column("rn", Integer, index=True))
-_ALL_TMP = (T_OFF, T_DPD, T_BAL, T_BP, T_ACCT, T_ACTION, T_HIST, T_SLOT, T_CALLS, T_CSLOT,
+_ALL_TMP = (T_OFF, T_BAL, T_BP, T_ACCT, T_ACTION, T_HIST, T_SLOT, T_CALLS, T_CSLOT,
             T_ELIG, T_FREE)
 
 
@@ -470,6 +485,7 @@ def run_daily(
                 step("plan")
                 tasks = sum(int(n) for _, ch, n in by_sc_rows if ch in COLLECTOR_CHANNELS)
                 assigned = _assign_tasks(conn, due, as_of) if tasks else 0
+                pooled = _pooled(conn) if assigned else 0
                 unassigned = tasks - assigned
                 step("assign")
             crash_point("planned")
@@ -491,7 +507,7 @@ def run_daily(
         by_channel=dict(sorted(by_channel.items())), by_state_channel=dict(sorted(by_sc.items())),
         by_arm={str(a): int(n) for a, n in by_arm_rows}, tasks_assigned=assigned,
         tasks_unassigned=unassigned, seconds=_time.perf_counter() - started,
-        timings=timings, tasks_expired=expired)
+        timings=timings, tasks_expired=expired, tasks_pooled=pooled)
 
 
 def _tags_expr(conn: Connection, b: Table) -> ColumnElement[Any]:
@@ -521,32 +537,36 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
         "  SELECT l.id, 0, 1 FROM hold h JOIN loan l ON l.borrower_id = h.borrower_id "
         "  WHERE h.ended_at IS NULL AND (h.loan_id IS NULL OR h.loan_id = l.id)"
         ") x GROUP BY loan_id"), {"notice_cutoff": _notice_cutoff(ctx, conn, as_of)})
-    loan_cols = ("currency", "product", "agency_id")
-    conn.execute(
-        text(f"INSERT INTO {T_DPD.name} (loan_id, borrower_id, dpd, bucket, {', '.join(loan_cols)}) "
-             f"SELECT d.loan_id, d.borrower_id, d.days_past_due, d.bucket, "
-             f"{', '.join(f'd.{c}' for c in loan_cols)} "
-             f"FROM ({dpd_sql(conn, ctx.buckets, loan_cols)}) d WHERE d.days_past_due > 0"),
-        {**ap, "grace": ctx.settings.grace_days})
     _index_loans(conn, T_OFF)
-    _index_loans(conn, T_DPD)
     balance_from = _balance_from_dpd(strategies)
     if balance_from is not None:
-        # Outstanding: everything due by as_of and unpaid, plus principal not yet due.
+        # Outstanding: everything due by as_of and unpaid, plus principal not yet due; for the
+        # loans whose oldest unpaid instalment is at least balance_from days old (pauses only
+        # lower days past due, so this is every loan the condition can reach, and a few more).
+        # The loan row's cache answers "oldest unpaid" unless a payment came after as_of.
         conn.execute(text(
             f"INSERT INTO {T_BAL.name} (loan_id, balance) SELECT i.loan_id, SUM(CASE WHEN i.due_on <= :as_of "
             "THEN i.principal_due + i.interest_due + i.fee_due + i.penalty_due - i.paid_principal "
             "- i.paid_interest - i.paid_fee - i.paid_penalty ELSE i.principal_due - i.paid_principal END) "
-            f"FROM installment i JOIN {T_DPD.name} d ON d.loan_id = i.loan_id "
-            "WHERE d.dpd >= :balance_from GROUP BY i.loan_id"
-        ).bindparams(bindparam("as_of", type_=Date)), {**ap, "balance_from": balance_from})
+            "FROM installment i JOIN loan l ON l.id = i.loan_id "
+            "WHERE l.oldest_unpaid_due_on <= :balance_cut OR l.last_paid_off_on > :as_of "
+            "GROUP BY i.loan_id"
+        ).bindparams(bindparam("as_of", type_=Date), bindparam("balance_cut", type_=Date)),
+            {**ap, "balance_cut": as_of - timedelta(days=balance_from)})
     _index_loans(conn, T_BAL)
     conn.execute(text(
         f"INSERT INTO {T_BP.name} (loan_id, n) SELECT loan_id, COUNT(*) FROM agreement "
         "WHERE status = 'broken' GROUP BY loan_id"))
     _index_loans(conn, T_BP)
 
-    d, bal, bp, off = T_DPD, T_BAL, T_BP, T_OFF
+    # Days past due straight from the loans, in the same statement as the state: a table of
+    # them first was a million-row write, index and read more (≈ 0.5 s of 20).
+    d = text(
+        f"SELECT dd.loan_id, dd.borrower_id, dd.days_past_due AS dpd, dd.bucket, "
+        f"{', '.join(f'dd.{c}' for c in _DPD_LOAN_COLUMNS)} "
+        f"FROM ({dpd_sql(conn, ctx.buckets, _DPD_LOAN_COLUMNS)}) dd WHERE dd.days_past_due > 0"
+    ).columns(*_DPD_COLUMNS).subquery("d")
+    bal, bp, off = T_BAL, T_BP, T_OFF
     b = Borrower.__table__
     tags = _tags_expr(conn, b)
     flags = _tag_flags(off)
@@ -581,7 +601,7 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
                  ).select_from(frm)
     conn.execute(insert(T_ACCT).from_select(
         ["loan_id", "borrower_id", "dpd", "bucket", "language", "jurisdiction", "zone_key",
-         "agency_id", "strategy_id", "state"], sel))
+         "agency_id", "strategy_id", "state"], sel), {**ap, "grace": ctx.settings.grace_days})
     _index_loans(conn, T_ACCT, everywhere=True)
     return int(conn.execute(text(f"SELECT COUNT(*) FROM {T_ACCT.name}")).scalar_one())
 
@@ -658,7 +678,12 @@ def _load_actions(ctx: Context, conn: Connection, as_of: date, strategies: Seque
             else:  # a referral or placement is not a contact: due from the start of the day
                 nb = _local(ctx.business_zone, as_of, 0)
             slots.append({"zone_key": zone_key, "jurisdiction": jurisdiction,
-                          "action_id": r["action_id"], "not_before": nb})
+                          "action_id": r["action_id"], "not_before": nb, "tier": (r["priority"], nb)})
+    # tier: (priority, not_before) as one integer, in that order — how tasks rank, so the
+    # ranking sorts a million tasks by an integer and the loan rather than by three keys.
+    tiers = {t: k for k, t in enumerate(sorted({sl["tier"] for sl in slots}))}
+    for sl in slots:
+        sl["tier"] = tiers[sl["tier"]]
     if slots:
         conn.execute(insert(T_SLOT), slots)
     conn.execute(text(f"CREATE INDEX ix_tmp_run_slot ON {T_SLOT.name} (zone_key, jurisdiction, action_id)"))
@@ -849,19 +874,19 @@ def _assign_tasks(conn: Connection, due: _Due, as_of: date) -> int:
         return 0
     free_total = sum(c.capacity for c in collectors)
     # grank: the task's rank within its group, best first. Each group is served once, below,
-    # so task k of a group meets free slot k; a task ranked past the day's whole free capacity
-    # can never be reached, so it is not kept.
+    # so task k of a group meets free slot k. A task ranked past the day's whole free capacity
+    # in its own group would not be reached even if every collector worked only that group, so
+    # it is neither assigned nor pooled, and not kept.
     conn.execute(text(
-        f"INSERT INTO {T_CALLS.name} (loan_id, action_id, gid, grank, collector_id) "
-        "SELECT loan_id, action_id, gid, grank, NULL FROM ("
-        "SELECT loan_id, action_id, gid, ROW_NUMBER() OVER (PARTITION BY gid ORDER BY priority, "
-        "not_before, loan_id, action_id) AS grank FROM (SELECT t.loan_id AS loan_id, "
-        f"a.action_id AS action_id, {groups.sql} AS gid, a.priority AS priority, "
-        f"s.not_before AS not_before {due.from_} "
+        f"INSERT INTO {T_CALLS.name} (loan_id, action_id, gid, grank, collector_id, tier) "
+        "SELECT loan_id, action_id, gid, grank, NULL, tier FROM ("
+        "SELECT loan_id, action_id, gid, tier, "
+        "ROW_NUMBER() OVER (PARTITION BY gid ORDER BY tier, loan_id, action_id) AS grank "
+        "FROM (SELECT t.loan_id AS loan_id, "
+        f"a.action_id AS action_id, {groups.sql} AS gid, s.tier AS tier {due.from_} "
         f"WHERE a.channel IN {_sql_list(COLLECTOR_CHANNELS)} AND {due.where}) x) y WHERE grank <= :cap"),
         {**groups.params, "cap": free_total})
     conn.execute(text(f"CREATE INDEX ix_tmp_run_calls_group ON {T_CALLS.name} (gid, grank)"))
-    conn.execute(text(f"CREATE INDEX ix_tmp_run_calls_key ON {T_CALLS.name} (loan_id, action_id)"))
     _analyze(conn, T_CALLS)
     gids = conn.execute(text(f"SELECT DISTINCT gid FROM {T_CALLS.name}")).scalars().all()
     conn.execute(insert(T_CSLOT), [{"collector_id": c.id, "slot_no": n, "used": 0}
@@ -898,7 +923,37 @@ def _assign_tasks(conn: Connection, due: _Due, as_of: date) -> int:
             f"{T_FREE.name} f WHERE f.rn <= :k AND f.collector_id = {T_CSLOT.name}.collector_id "
             f"AND f.slot_no = {T_CSLOT.name}.slot_no)"), {"k": int(k or 0)}).rowcount
         assigned += int(got or 0)
+    _keep_assigned_and_pool(conn, assigned)
     return assigned
+
+
+def _keep_assigned_and_pool(conn: Connection, pool: int) -> None:
+    """Keep in ``tmp_run_calls`` only the tasks the queue gets: the assigned ones and the
+    ``pool`` best-ranked of the rest that are kept (within the day's free capacity in their
+    group) — by (priority, not_before, loan, action), whatever their group — as the shared
+    pool, for collectors who get through their own list early. The others are counted, not
+    queued: at a million accounts and 30,000 slots that was 1.47M rows a day written for
+    nobody to work (the next run expired them), 60 % of the queue write and of the table's
+    growth."""
+    calls = T_CALLS.name
+    key = "tier, loan_id, action_id"  # tier: (priority, not_before)
+    # the last pool task's key (an unassigned task's "NOT IN the best n" ran for minutes on SQLite)
+    last = conn.execute(text(
+        f"SELECT {key} FROM {calls} WHERE collector_id IS NULL ORDER BY {key} "
+        "LIMIT 1 OFFSET :skip"), {"skip": pool - 1}).first() if pool > 0 else None
+    if pool == 0:
+        conn.execute(text(f"DELETE FROM {calls} WHERE collector_id IS NULL"))
+    elif last is not None:
+        conn.execute(text(f"DELETE FROM {calls} WHERE collector_id IS NULL AND ({key}) > "
+                          "(:tier, :loan, :action)"),
+                     {"tier": last[0], "loan": last[1], "action": last[2]})
+    conn.execute(text(f"CREATE INDEX ix_tmp_run_calls_key ON {calls} (loan_id, action_id)"))
+    _analyze(conn, T_CALLS)
+
+
+def _pooled(conn: Connection) -> int:
+    return int(conn.execute(text(
+        f"SELECT COUNT(*) FROM {T_CALLS.name} WHERE collector_id IS NULL")).scalar_one())
 
 
 _QUEUE_COLS = ("business_date, borrower_id, loan_id, strategy_id, arm, state, action_kind, channel, "
@@ -924,7 +979,8 @@ def _write_queue(ctx: Context, conn: Connection, as_of: date, exp: Experiment | 
         "CAST(:key_prefix AS VARCHAR(16)) || t.loan_id || '|' || a.action_key, '', :now, :now "
         f"{due.from_} LEFT JOIN {T_CALLS.name} c ON c.loan_id = t.loan_id AND c.action_id = a.action_id"
         "{calls_range} "
-        f"WHERE {due.where} AND t.state IS NOT NULL")
+        f"WHERE {due.where} AND t.state IS NOT NULL "
+        f"AND (a.channel NOT IN {_sql_list(COLLECTOR_CHANNELS)} OR c.loan_id IS NOT NULL)")
     edges: list[str | None] = [None, *bounds, None] if bounds else [None, None]
     chunks: list[tuple[Any, dict[str, Any]]] = []
     for i in range(len(edges) - 1):

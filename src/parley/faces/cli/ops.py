@@ -72,6 +72,7 @@ def register(app: typer.Typer) -> None:
                 "by_state_channel": [{"state": s, "channel": c, "count": n}
                                      for (s, c), n in report.by_state_channel.items()],
                 "tasks_assigned": report.tasks_assigned, "tasks_unassigned": report.tasks_unassigned,
+                "tasks_pooled": report.tasks_pooled,
                 "tasks_expired": report.tasks_expired, "seconds": round(report.seconds, 3)})
             return
         channels = sorted(report.by_channel)
@@ -86,7 +87,8 @@ def register(app: typer.Typer) -> None:
         table.add_row("[b]total[/b]", str(report.accounts), *(str(report.by_channel[ch]) for ch in channels))
         console.print(table)
         console.print(f"collector tasks: {report.tasks_assigned} assigned, "
-                      f"{report.tasks_unassigned} in the shared pool, "
+                      f"{report.tasks_pooled} in the shared pool, "
+                      f"{report.tasks_unassigned - report.tasks_pooled} beyond capacity (not queued), "
                       f"{report.tasks_expired} of earlier days expired; arms: "
                       + ", ".join(f"{a} {n}" for a, n in report.by_arm.items())
                       + f"; {report.seconds:.1f} s")
