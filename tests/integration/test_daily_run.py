@@ -395,6 +395,10 @@ def test_the_set_based_run_agrees_with_the_pure_evaluator_day_after_day(ctx: Con
                 {"d": day})}
         assert got == expected, day
         assert report.inserted == len(expected)
+        with ctx.db.transaction() as c:  # the collector works the day's tasks (an open one
+            c.execute(text(               # holds back the next: the test below)
+                "UPDATE contact_queue SET status = 'done' WHERE collector_id IS NOT NULL "
+                "AND status = 'pending'"))
 
 
 def test_parley_run_prints_a_summary_by_state_and_channel(ctx: Context, db_url: str,
@@ -534,3 +538,34 @@ def test_tasks_beyond_capacity_are_counted_and_the_pool_holds_the_best_ranked_of
     assert pooled == set([t for t in in_reach if t not in assigned][:4])
     assert tight.queued == tight.inserted == roomy.planned - (len(ranked) - 8)
     assert {t[:2] for t in ranked} >= assigned  # every queued task was one the strategy wanted
+
+
+def test_a_loan_gets_no_new_collector_task_while_one_is_open_in_an_active_collectors_queue(
+        ctx: Context) -> None:
+    """m2 plans a call every 3 days. A call still open in a collector's queue holds back the
+    next one for the loan (it used to stack a second call for the same borrower); once it is
+    worked, or its collector is deactivated, the loan is planned again."""
+    seed_accounts(ctx, 1, MONDAY, start=1, dpd=lambda i: 45)
+    add_staff(ctx, [("ZH1", "zh-Hans,en", "", 10)])
+
+    def calls(day: date) -> int:
+        run_daily(ctx, day)
+        with ctx.db.read() as c:
+            return int(c.execute(text(
+                "SELECT COUNT(*) FROM contact_queue WHERE channel = 'call' "
+                "AND business_date = :d"), {"d": day}).scalar_one())
+
+    assert calls(MONDAY) == 1
+    thursday = MONDAY + timedelta(days=3)
+    assert calls(thursday) == 0  # Monday's call is still open
+    with ctx.db.transaction() as c:
+        c.execute(text("UPDATE contact_queue SET status = 'done' WHERE channel = 'call'"))
+    assert calls(thursday + timedelta(days=1)) == 1  # worked: planned again
+    with ctx.db.transaction() as c:
+        c.execute(text("UPDATE staff_user SET active = :f"), {"f": False})
+        c.execute(text("INSERT INTO staff_user (id, username, display_name, role, badge_number, "
+                       "password_hash, languages, skills, daily_capacity, active, created_at) "
+                       "VALUES ('ZH2', 'zh2', 'ZH2', 'collector', 'G-ZH2', '', 'zh-Hans', '', 10, "
+                       ":t, :at)"), {"t": True, "at": datetime(2026, 1, 1, tzinfo=UTC)})
+    # Friday's call sits with a collector who has left: it does not hold the loan back
+    assert calls(thursday + timedelta(days=4)) == 1

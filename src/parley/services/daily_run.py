@@ -227,6 +227,10 @@ T_ACTION = _tmp(
     Column("priority", Integer), Column("reeval_from", Date), Column("cap_from", Date),
     Column("cap_count", Integer),
 )
+# Collector tasks of earlier days still open in an active collector's queue: the loan gets no
+# second task of the kind until that one is worked (a backlog would otherwise stack a new call
+# on the same loan every re-evaluation, and the collector dial one borrower twice a day).
+T_OPEN = _tmp("tmp_run_open", Column("loan_id", ID), Column("kind", key_string(24)))
 T_HIST = _tmp("tmp_run_hist", Column("loan_id", ID), Column("kind", key_string(24)),
               Column("business_date", Date), Column("n", Integer))
 T_SLOT = _tmp("tmp_run_slot", Column("zone_key", key_string(400)), Column("jurisdiction", key_string(16)),
@@ -243,7 +247,7 @@ T_CSLOT = _tmp("tmp_run_cslot", Column("collector_id", ID), Column("slot_no", In
 T_ELIG = _tmp("tmp_run_elig", Column("collector_id", ID, primary_key=True))
 T_FREE = _tmp("tmp_run_free", Column("collector_id", ID, primary_key=True),
               Column("slot_no", Integer, primary_key=True), Column("rn", Integer, index=True))
-_ALL_TMP = (T_OFF, T_BAL, T_BP, T_ACCT, T_ACTION, T_HIST, T_SLOT, T_CALLS, T_CSLOT,
+_ALL_TMP = (T_OFF, T_BAL, T_BP, T_ACCT, T_ACTION, T_HIST, T_OPEN, T_SLOT, T_CALLS, T_CSLOT,
             T_ELIG, T_FREE)
 
 
@@ -664,6 +668,15 @@ def _load_actions(ctx: Context, conn: Connection, as_of: date, strategies: Seque
             {"since": min(froms), "as_of": as_of})
         conn.execute(text(f"CREATE INDEX ix_tmp_run_hist ON {T_HIST.name} (loan_id, kind)"))
         _analyze(conn, T_HIST)
+    # read through the collector index (collector_id, status), not the whole queue
+    conn.execute(text(
+        f"INSERT INTO {T_OPEN.name} (loan_id, kind) SELECT DISTINCT q.loan_id, q.action_kind "
+        "FROM contact_queue q JOIN staff_user u ON u.id = q.collector_id AND u.active "
+        "WHERE q.collector_id IS NOT NULL AND q.status IN ('pending', 'leased') "
+        "AND q.business_date < :as_of AND q.loan_id IS NOT NULL"
+    ).bindparams(bindparam("as_of", type_=Date)), {"as_of": as_of})
+    conn.execute(text(f"CREATE INDEX ix_tmp_run_open ON {T_OPEN.name} (loan_id, kind)"))
+    _analyze(conn, T_OPEN)
     # not_before per distinct (zone key, jurisdiction) and action.
     combos = conn.execute(text(
         f"SELECT DISTINCT zone_key, jurisdiction FROM {T_ACCT.name} WHERE state IS NOT NULL")).all()
@@ -707,10 +720,12 @@ def _due_sql(conn: Connection) -> _Due:
              f"JOIN {T_SLOT.name} s ON s.zone_key = t.zone_key AND s.jurisdiction = t.jurisdiction "
              "AND s.action_id = a.action_id")
     has_hist = conn.execute(text(f"SELECT 1 FROM {T_HIST.name} LIMIT 1")).first() is not None
-    if not has_hist:  # the first run: nothing to filter (and nothing to probe per row)
+    has_open = conn.execute(text(f"SELECT 1 FROM {T_OPEN.name} LIMIT 1")).first() is not None
+    if not (has_hist or has_open):  # the first run: nothing to filter (or probe per row)
         return _Due(from_, "1 = 1")
     where = (
-        "(a.reeval_from IS NULL OR NOT EXISTS (SELECT 1 FROM "
+        f"NOT EXISTS (SELECT 1 FROM {T_OPEN.name} o WHERE o.loan_id = t.loan_id AND o.kind = a.kind) "
+        "AND (a.reeval_from IS NULL OR NOT EXISTS (SELECT 1 FROM "
         f"{T_HIST.name} h WHERE h.loan_id = t.loan_id AND h.kind = a.kind "
         "AND h.business_date >= a.reeval_from)) "
         f"AND (a.cap_count IS NULL OR (SELECT COALESCE(SUM(h.n), 0) FROM {T_HIST.name} h "

@@ -788,15 +788,16 @@ class ParleyRun(Run):
                 post_payment(self.ctx, pid, loan, at, amount, source="sim")
 
     def call_list(self, day: date) -> list[Task]:
-        """Today's call tasks from the daily run's queue."""
+        """The call tasks open in the daily run's queue: today's, and the backlog of tasks
+        assigned on earlier days (which holds the collectors' capacity until worked)."""
         from sqlalchemy import text
 
         self.tp_queued.clear()
         with self.ctx.db.read() as conn:
             rows = conn.execute(text(
-                "SELECT id, loan_id, priority FROM contact_queue WHERE business_date = :d "
+                "SELECT id, loan_id, priority FROM contact_queue WHERE business_date <= :d "
                 "AND channel = 'call' AND status = 'pending' AND loan_id IS NOT NULL "
-                "ORDER BY priority, id"), {"d": day}).all()
+                "ORDER BY priority, business_date, id"), {"d": day}).all()
         out = []
         for item_id, loan_id, prio in rows:
             ls = self.loans[loan_id]
