@@ -569,3 +569,22 @@ def test_a_loan_gets_no_new_collector_task_while_one_is_open_in_an_active_collec
                        ":t, :at)"), {"t": True, "at": datetime(2026, 1, 1, tzinfo=UTC)})
     # Friday's call sits with a collector who has left: it does not hold the loan back
     assert calls(thursday + timedelta(days=4)) == 1
+    # ZH2 starts Monday's call and never logs it: leased, with a lease that ends. Thursday (due
+    # again) begins at 16:00 UTC on Wednesday, Shanghai time.
+    next_thursday = thursday + timedelta(days=7)
+
+    def lease_until(at: datetime) -> None:
+        from sqlalchemy import update
+
+        from parley.store.models.queue import ContactQueueItem as Q
+
+        with ctx.db.transaction() as c:  # through the column's type, as the worker writes it
+            c.execute(update(Q).where(Q.channel == "call", Q.status.in_(("pending", "leased")))
+                      .values(status="leased", lease_until=at))
+
+    lease_until(datetime(2026, 3, 11, 16, 0, tzinfo=UTC))
+    assert calls(next_thursday) == 0  # the lease reaches into Thursday: still open
+    with ctx.db.transaction() as c:
+        c.execute(text("DELETE FROM contact_queue WHERE business_date = :d"), {"d": next_thursday})
+    lease_until(datetime(2026, 3, 11, 15, 59, tzinfo=UTC))
+    assert calls(next_thursday) == 1  # it ended before the day began: planned again

@@ -229,7 +229,9 @@ T_ACTION = _tmp(
 )
 # Collector tasks of earlier days still open in an active collector's queue: the loan gets no
 # second task of the kind until that one is worked (a backlog would otherwise stack a new call
-# on the same loan every re-evaluation, and the collector dial one borrower twice a day).
+# on the same loan every re-evaluation, and the collector dial one borrower twice a day). A
+# call started and never logged is leased with a lease that ends; once it has ended before
+# the day begins, it holds nothing back.
 T_OPEN = _tmp("tmp_run_open", Column("loan_id", ID), Column("kind", key_string(24)))
 T_HIST = _tmp("tmp_run_hist", Column("loan_id", ID), Column("kind", key_string(24)),
               Column("business_date", Date), Column("n", Integer))
@@ -673,8 +675,10 @@ def _load_actions(ctx: Context, conn: Connection, as_of: date, strategies: Seque
         f"INSERT INTO {T_OPEN.name} (loan_id, kind) SELECT DISTINCT q.loan_id, q.action_kind "
         "FROM contact_queue q JOIN staff_user u ON u.id = q.collector_id AND u.active "
         "WHERE q.collector_id IS NOT NULL AND q.status IN ('pending', 'leased') "
+        "AND (q.status = 'pending' OR q.lease_until >= :day_start) "
         "AND q.business_date < :as_of AND q.loan_id IS NOT NULL"
-    ).bindparams(bindparam("as_of", type_=Date)), {"as_of": as_of})
+    ).bindparams(bindparam("as_of", type_=Date), bindparam("day_start", type_=UTCDateTime)),
+        {"as_of": as_of, "day_start": _local(ctx.business_zone, as_of, 0)})
     conn.execute(text(f"CREATE INDEX ix_tmp_run_open ON {T_OPEN.name} (loan_id, kind)"))
     _analyze(conn, T_OPEN)
     # not_before per distinct (zone key, jurisdiction) and action.
