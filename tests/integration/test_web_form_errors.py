@@ -42,6 +42,19 @@ def refused_at(page: str, section: str) -> str:
     return part
 
 
+def post_refused(signed_in: tuple[TestClient, str], world: World, url: str,
+                 data: dict[str, Any], section: str) -> str:
+    """Post a form that must be refused: 422, the error shown in ``section`` (whose text is
+    returned), and nothing in the database changed."""
+    web, csrf = signed_in
+    before = snapshot(world.ctx)
+    r = web.post(url, data={**data, "csrf_token": csrf})
+    assert r.status_code == 422
+    part = refused_at(r.text, section)
+    assert snapshot(world.ctx) == before
+    return part
+
+
 @pytest.fixture
 def collector(web: TestClient, world: World) -> tuple[TestClient, str]:
     return web, sign_in_staff(web, world, "collector")
@@ -56,17 +69,12 @@ def borrower(web: TestClient, world: World) -> tuple[TestClient, str]:
 
 
 def test_a_bad_quiet_window_saves_no_opt_out_either(borrower, world: World) -> None:
-    web, csrf = borrower
-    before = snapshot(world.ctx)
-    r = web.post("/portal/preferences", data={"opt_out": ["sms", "visit"], "quiet_from": "25:00",
-                                              "quiet_to": "01:00", "csrf_token": csrf})
-    assert r.status_code == 422
-    part = refused_at(r.text, "preferences")
+    part = post_refused(borrower, world, "/portal/preferences", {
+        "opt_out": ["sms", "visit"], "quiet_from": "25:00", "quiet_to": "01:00"}, "preferences")
     assert 'data-field="quiet_from"' in part and "use HH:MM" in part
     assert 'value="25:00"' in part and 'value="01:00"' in part  # as the borrower typed it
     assert 'value="sms" checked' in part and 'value="visit" checked' in part
     assert 'value="call" >' in part  # not ticked, as they left it
-    assert snapshot(world.ctx) == before
 
 
 def test_a_good_preferences_form_saves_both_in_one_go(borrower, world: World) -> None:
@@ -98,15 +106,10 @@ def test_the_preferences_use_case_checks_both_before_writing_either(world: World
 
 @pytest.mark.parametrize("text", ["x" * 4001, " \n\t "], ids=["too-long", "blank"])
 def test_a_refused_note_comes_back_in_its_form(collector, world: World, text: str) -> None:
-    web, csrf = collector
-    before = snapshot(world.ctx)
-    r = web.post("/cases/L1/notes", data={"text": text, "csrf_token": csrf})
-    assert r.status_code == 422
-    part = refused_at(r.text, "notes")
+    part = post_refused(collector, world, "/cases/L1/notes", {"text": text}, "notes")
     assert 'data-field="text"' in part and 'maxlength="4000"' in part
     typed = re.search(r'<textarea name="text"[^>]*>(.*?)</textarea>', part, re.S)
     assert typed and html.unescape(typed.group(1)) == text
-    assert snapshot(world.ctx) == before
 
 
 @pytest.mark.parametrize(("form", "field"), [
@@ -117,44 +120,29 @@ def test_a_refused_note_comes_back_in_its_form(collector, world: World, text: st
 ], ids=["bad-date", "not-a-colleague"])
 def test_a_refused_visit_comes_back_in_its_form(collector, world: World, form: dict[str, str],
                                                 field: str) -> None:
-    web, csrf = collector
-    before = snapshot(world.ctx)
-    r = web.post("/cases/L1/visits", data={**form, "csrf_token": csrf})
-    assert r.status_code == 422
-    part = refused_at(r.text, "visits")
+    part = post_refused(collector, world, "/cases/L1/visits", form, "visits")
     assert f'data-field="{field}"' in part
     assert f'value="{form["scheduled_at"]}"' in part and 'value="tea house"' in part
     assert '<option value="interview_phone" selected>' in part
-    assert snapshot(world.ctx) == before
 
 
 def test_a_refused_inbound_contact_comes_back_in_its_form(collector, world: World) -> None:
-    web, csrf = collector
-    before = snapshot(world.ctx)
-    r = web.post("/cases/L1/inbound", data={"channel": "sms", "sender": "12345",
-                                            "notes": "asked for a plan", "csrf_token": csrf})
-    assert r.status_code == 422
-    part = refused_at(r.text, "contacts")
+    part = post_refused(collector, world, "/cases/L1/inbound", {
+        "channel": "sms", "sender": "12345", "notes": "asked for a plan"}, "contacts")
     assert 'data-field="sender"' in part and "E.164" in part
     assert '<details id="log-inbound" open>' in part
     assert '<option value="sms" selected>' in part
     assert 'value="12345"' in part and 'value="asked for a plan"' in part
-    assert snapshot(world.ctx) == before
 
 
 def test_a_refused_complaint_comes_back_in_its_form(borrower, world: World) -> None:
-    web, csrf = borrower
-    before = snapshot(world.ctx)
     text = "they rang at night " * 250  # 4,750 characters
-    r = web.post("/portal/complaints", data={"category": "harassment", "description": text,
-                                             "csrf_token": csrf})
-    assert r.status_code == 422
-    part = refused_at(r.text, "complaints")
+    part = post_refused(borrower, world, "/portal/complaints", {
+        "category": "harassment", "description": text}, "complaints")
     assert 'data-field="description"' in part and "4000" in part
     assert '<option value="harassment" selected>' in part and 'maxlength="4000"' in part
     typed = re.search(r'<textarea name="description"[^>]*>(.*?)</textarea>', part, re.S)
     assert typed and html.unescape(typed.group(1)) == text
-    assert snapshot(world.ctx) == before
 
 
 # --- 3. a complaint is upheld or not, nothing else --------------------------------------------
@@ -184,13 +172,9 @@ def test_resolving_a_complaint_needs_upheld_yes_or_no(web, world: World, upheld:
 
 
 def test_a_nul_in_a_case_note_is_refused_by_name(collector, world: World) -> None:
-    web, csrf = collector
-    before = snapshot(world.ctx)
-    r = web.post("/cases/L1/notes", data={"text": "called\x00back", "csrf_token": csrf})
-    assert r.status_code == 422
-    part = refused_at(r.text, "notes")
+    part = post_refused(collector, world, "/cases/L1/notes", {"text": "called\x00back"}, "notes")
     assert 'data-field="text"' in part and "control characters" in part and "U+0000" in part
-    assert snapshot(world.ctx) == before
+    web, csrf = collector
     ok = web.post("/cases/L1/notes", data={"text": "line one\r\n\tline two", "csrf_token": csrf})
     assert ok.status_code == 303  # tabs and line breaks are text
 
@@ -202,24 +186,14 @@ def test_a_nul_in_a_case_note_is_refused_by_name(collector, world: World) -> Non
 ])
 def test_control_characters_in_an_inbound_contact_are_refused_by_name(
         collector, world: World, form: dict[str, str], field: str) -> None:
-    web, csrf = collector
-    before = snapshot(world.ctx)
-    r = web.post("/cases/L1/inbound", data={**form, "csrf_token": csrf})
-    assert r.status_code == 422
-    part = refused_at(r.text, "contacts")
+    part = post_refused(collector, world, "/cases/L1/inbound", form, "contacts")
     assert f'data-field="{field}"' in part and "control characters" in part
-    assert snapshot(world.ctx) == before
 
 
 def test_a_nul_in_a_complaint_is_refused_by_name(borrower, world: World) -> None:
-    web, csrf = borrower
-    before = snapshot(world.ctx)
-    r = web.post("/portal/complaints", data={"category": "other", "description": "a\x00b",
-                                             "csrf_token": csrf})
-    assert r.status_code == 422
-    part = refused_at(r.text, "complaints")
+    part = post_refused(borrower, world, "/portal/complaints", {
+        "category": "other", "description": "a\x00b"}, "complaints")
     assert 'data-field="description"' in part and "control characters" in part
-    assert snapshot(world.ctx) == before
 
 
 def test_a_nul_in_a_visit_place_or_call_notes_is_refused(collector, world: World) -> None:
