@@ -490,8 +490,7 @@ def run_daily(
                 bounds = _chunk_bounds(conn, chunk_size)
                 step("plan")
                 tasks = sum(int(n) for _, ch, n in by_sc_rows if ch in COLLECTOR_CHANNELS)
-                assigned = _assign_tasks(conn, due, as_of) if tasks else 0
-                pooled = _pooled(conn) if assigned else 0
+                assigned, pooled = _assign_tasks(conn, due, as_of) if tasks else (0, 0)
                 unassigned = tasks - assigned
                 step("assign")
             crash_point("planned")
@@ -884,13 +883,14 @@ def _task_groups(conn: Connection) -> _TaskGroups | None:
     return _TaskGroups(expr, params, values)
 
 
-def _assign_tasks(conn: Connection, due: _Due, as_of: date) -> int:
+def _assign_tasks(conn: Connection, due: _Due, as_of: date) -> tuple[int, int]:
     """Give collector tasks to collectors by free capacity and skill; returns how many were
-    assigned. Every task takes one slot of the day's capacity."""
+    assigned and how many went to the shared pool. Every task takes one slot of the day's
+    capacity."""
     collectors = _collectors(conn, as_of)
     groups = _task_groups(conn)
     if not collectors or groups is None:
-        return 0
+        return 0, 0
     free_total = sum(c.capacity for c in collectors)
     # grank: the task's rank within its group, best first. Each group is served once, below,
     # so task k of a group meets free slot k. A task ranked past the day's whole free capacity
@@ -942,18 +942,17 @@ def _assign_tasks(conn: Connection, due: _Due, as_of: date) -> int:
             f"{T_FREE.name} f WHERE f.rn <= :k AND f.collector_id = {T_CSLOT.name}.collector_id "
             f"AND f.slot_no = {T_CSLOT.name}.slot_no)"), {"k": int(k or 0)}).rowcount
         assigned += int(got or 0)
-    _keep_assigned_and_pool(conn, assigned)
-    return assigned
+    return assigned, _keep_assigned_and_pool(conn, assigned)
 
 
-def _keep_assigned_and_pool(conn: Connection, pool: int) -> None:
+def _keep_assigned_and_pool(conn: Connection, pool: int) -> int:
     """Keep in ``tmp_run_calls`` only the tasks the queue gets: the assigned ones and the
     ``pool`` best-ranked of the rest that are kept (within the day's free capacity in their
     group) — by (priority, not_before, loan, action), whatever their group — as the shared
     pool, for collectors who get through their own list early. The others are counted, not
     queued: at a million accounts and 30,000 slots that was 1.47M rows a day written for
     nobody to work (the next run expired them), 60 % of the queue write and of the table's
-    growth."""
+    growth. Returns the pool's size (less than ``pool`` when fewer tasks are left)."""
     calls = T_CALLS.name
     key = "tier, loan_id, action_id"  # tier: (priority, not_before)
     # the last pool task's key (an unassigned task's "NOT IN the best n" ran for minutes on SQLite)
@@ -968,11 +967,8 @@ def _keep_assigned_and_pool(conn: Connection, pool: int) -> None:
                      {"tier": last[0], "loan": last[1], "action": last[2]})
     conn.execute(text(f"CREATE INDEX ix_tmp_run_calls_key ON {calls} (loan_id, action_id)"))
     _analyze(conn, T_CALLS)
-
-
-def _pooled(conn: Connection) -> int:
-    return int(conn.execute(text(
-        f"SELECT COUNT(*) FROM {T_CALLS.name} WHERE collector_id IS NULL")).scalar_one())
+    return pool if last is not None else int(conn.execute(text(
+        f"SELECT COUNT(*) FROM {calls} WHERE collector_id IS NULL")).scalar_one())
 
 
 _QUEUE_COLS = ("business_date, borrower_id, loan_id, strategy_id, arm, state, action_kind, channel, "
