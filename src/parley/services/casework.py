@@ -17,6 +17,7 @@ through those service modules.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -806,13 +807,13 @@ def _checked_opt_outs(channels: set[str]) -> set[str]:
     return set(channels)
 
 
-def _checked_quiet_window(start: str, end: str) -> tuple[str, str]:
-    import re
+_HHMM = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
 
-    hhmm = re.compile(r"([01]\d|2[0-3]):[0-5]\d")
-    if start and not hhmm.fullmatch(start):
+
+def _checked_quiet_window(start: str, end: str) -> tuple[str, str]:
+    if start and not _HHMM.fullmatch(start):
         raise InvalidInput("use HH:MM", record="preferences", field="quiet_from")
-    if start and not hhmm.fullmatch(end or ""):
+    if start and not _HHMM.fullmatch(end or ""):
         raise InvalidInput("use HH:MM", record="preferences", field="quiet_to")
     return start, end
 

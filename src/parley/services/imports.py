@@ -755,24 +755,26 @@ def _collect(
     return out
 
 
-def _existing(conn: Connection, column: Any, hash_column: Any, ids: list[str]) -> dict[str, str]:
-    """{id: hash column} for the ids already stored.
+def _existing(conn: Connection, column: Any, hash_column: Any, ids: list[str],
+              *more: Any) -> dict[str, Any]:
+    """{id: hash column} for the ids already stored; with ``more`` columns, {id: (hash
+    column, *more)} from the same look-up.
 
     On PostgreSQL the ids go in as one array joined to the table: the planner estimates an
     unnest at 100 rows and probes the primary key, where a long IN list on a table growing
     inside this very transaction makes it choose a sequential scan per chunk (quadratic).
     """
-    found: dict[str, str] = {}
-    if conn.dialect.name == "postgresql" and ids:
+    if not ids:
+        return {}
+    if conn.dialect.name == "postgresql":
         keys = select(func.unnest(bindparam("ids", type_=ARRAY(String))).column_valued("k")).subquery()
-        stmt = select(column, hash_column).join(keys, keys.c.k == column)
-        found.update(conn.execute(stmt, {"ids": list(ids)}).all())
-        return found
-    if ids:  # SQLite: likewise one JSON array, probing the key per element (no 999-variable limit)
+        stmt = select(column, hash_column, *more).join(keys, keys.c.k == column)
+        rows = conn.execute(stmt, {"ids": list(ids)}).all()
+    else:  # SQLite: likewise one JSON array, probing the key per element (no 999-variable limit)
         each = func.json_each(bindparam("ids", type_=String)).table_valued("value").alias("k")
-        stmt = select(column, hash_column).join(each, each.c.value == column)
-        found.update(conn.execute(stmt, {"ids": json.dumps(list(ids))}).all())
-    return found
+        stmt = select(column, hash_column, *more).join(each, each.c.value == column)
+        rows = conn.execute(stmt, {"ids": json.dumps(list(ids))}).all()
+    return {r[0]: (tuple(r[1:]) if more else r[1]) for r in rows}
 
 
 def _unknown(conn: Connection, column: Any, ids: list[str]) -> set[str]:
@@ -973,8 +975,8 @@ def _import_payments(
     now: datetime,
 ) -> None:
     loan_ids = _lookup_ids(batch, "loan_id")
-    loans = dict(_existing(conn, Loan.id, Loan.currency, loan_ids))
-    disbursed: dict[str, Any] = _existing(conn, Loan.id, Loan.disbursed_on, loan_ids)  # id -> date
+    # id -> (currency, disbursed_on), one look-up per chunk
+    loans = _existing(conn, Loan.id, Loan.currency, loan_ids, Loan.disbursed_on)
     recs: list[PaymentRecord] = []
     for row in batch:
         r = _Row(row, name)
@@ -985,14 +987,14 @@ def _import_payments(
                 else r.text("payment_id", max_len=100)
             )
             loan_id = r.ident("loan_id")
-            currency = loans.get(loan_id)
-            if currency is None:
+            if loan_id not in loans:
                 raise r.fail("loan_id", f"unknown loan {loan_id!r}")
+            currency, disbursed_on = loans[loan_id]
             given = r.text("currency", required=False, max_len=3).upper()
             if given and given != currency:
                 raise r.fail("currency", f"{given} does not match the loan's currency {currency}")
             paid_at = r.instant("paid_at")
-            problem = paid_at_problem(paid_at, now, disbursed[loan_id], ctx.business_zone)
+            problem = paid_at_problem(paid_at, now, disbursed_on, ctx.business_zone)
             if problem:
                 raise r.fail("paid_at", problem)
             amount = r.money("amount", currency, positive=True)
