@@ -7,7 +7,7 @@ import random
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from parley.core.delinquency import Pause, days_past_due
 from parley.errors import Conflict, InvalidInput
@@ -15,6 +15,7 @@ from parley.services.delinquency import (
     add_pause,
     borrower_days_past_due,
     days_past_due_all,
+    dpd_sql,
     snapshot,
 )
 from parley.services.imports import import_file
@@ -228,6 +229,13 @@ def test_set_based_days_past_due_equals_the_pure_definition(ctx, tmp_path):
                 oldest[r.loan_id] = min(oldest.get(r.loan_id, r.due_on), r.due_on)
         for loan_id, (days, _bucket) in got.items():
             assert days == days_past_due(oldest.get(loan_id), as_of, pauses.get(loan_id, ())), (loan_id, as_of)
+        # the daily run's cut: exactly the overdue loans, with the same days and buckets
+        with ctx.db.read() as conn:
+            overdue = conn.execute(text(dpd_sql(conn, ctx.buckets, overdue_only=True)),
+                                   {"as_of": as_of, "grace": ctx.settings.grace_days}).all()
+        assert {r.loan_id: (r.days_past_due, r.bucket) for r in overdue} == {
+            k: v for k, v in got.items() if v[0] > 0}
+        assert any(v[0] > 0 for v in got.values()) and any(v[0] == 0 for v in got.values())
 
 
 def test_the_paid_caches_equal_the_ledger(ctx, tmp_path):

@@ -63,7 +63,7 @@ accounts = Table(
     Column("broken_promises", Integer, nullable=False),
     Column("tags", String),
     Column("arm_bucket", Integer),
-    Column("agreement", Integer),  # NULL or 1, as the run's outer join to tmp_run_off gives them
+    Column("agreement", Integer),  # NULL or 1, as the run's outer join to tmp_run_facts gives them
     Column("hold", Integer),
 )
 COLS = {
