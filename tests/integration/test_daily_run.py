@@ -116,6 +116,33 @@ def test_running_the_same_day_twice_adds_nothing(ctx: Context) -> None:
     assert queue(ctx) == before
 
 
+def test_progress_names_known_steps_and_assigns_between_the_queue_chunks(ctx: Context) -> None:
+    """The CLI's bar places each step by PROGRESS_STEPS (a name missing there broke it); the
+    collector tasks are assigned after the contacts' chunks, and written in the last chunk."""
+    from parley.services.daily_run import PROGRESS_STEPS
+
+    seed_accounts(ctx, 60, MONDAY)
+    add_staff(ctx, [("C1", "zh-Hans,zh-Hant", "", 8), ("C2", "zh-Hans,en", "lang:yue", 8)])
+    seen: list[tuple[str, int, int]] = []
+    report = run_daily(ctx, MONDAY, progress=lambda step, done, total: seen.append((step, done, total)),
+                       chunk_size=20)
+    names = [s for s, _, _ in seen]
+    assert set(names) <= set(PROGRESS_STEPS)
+    first_queue = names.index("queue")
+    assert names[:first_queue] == [s for s in PROGRESS_STEPS[:PROGRESS_STEPS.index("queue")]
+                                   if s != "arms"]  # arms: with an experiment only
+    queue_steps = [(d, t) for s, d, t in seen if s == "queue"]
+    assert [d for d, _ in queue_steps] == list(range(1, len(queue_steps) + 1))
+    assert {t for _, t in queue_steps} == {len(queue_steps)} and len(queue_steps) > 2
+    # the tasks' chunk is written after the assignment (PostgreSQL's writers may still be
+    # finishing contact chunks when it runs)
+    assert names.count("assign") == 1 and names[-1] == "queue"
+    assert report.tasks_assigned == 16
+    with ctx.db.read() as c:
+        assert c.execute(text("SELECT COUNT(*) FROM contact_queue WHERE collector_id IS NOT NULL"
+                              )).scalar_one() == 16
+
+
 def test_every_queue_row_names_a_borrower(ctx: Context) -> None:
     """contact_queue has no foreign key to borrower (the per-row check was a quarter of the
     queue write): its writers — the run, agreement notices — must never leave an orphan."""

@@ -35,13 +35,15 @@ SQLite and PostgreSQL, never a Python loop per account:
    the pack requires.
 6. **queue** — ``INSERT INTO contact_queue … SELECT … ON CONFLICT (borrower_id, idempotency_key)
    DO NOTHING`` in committed chunks (on PostgreSQL, two writer connections at once; see
-   ``_write_chunks_in_parallel``); the key is ``as_of|loan|action``. Every value written is a
+   ``_write_chunks_in_parallel``); the key is ``as_of|loan|action``. The contacts are written
+   first and the assignment (5) runs after their chunks, so on PostgreSQL it overlaps their
+   writing; the collector tasks are the last chunk. Every value written is a
    function of the database before the run and ``as_of`` (no clock), so a run killed after
    any chunk and run again writes exactly the rows a clean run writes, and a second run
    writes none.
 
 Accounts under an active agreement or hold get no state and no action (the strategy's
-enforcement-off tags), and just before collector tasks are assigned the accounts are checked
+enforcement-off tags), and just before the queue is written the accounts are checked
 again against the live agreements and holds, so one activated while the run computed gets
 nothing either. One activated while the queue is being written may still get items in later
 chunks; the gate refuses them at send time (an agreement cancels only the items queued
@@ -57,6 +59,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -148,6 +151,9 @@ def _sql_list(values: Sequence[str]) -> str:
 DEFAULT_CHUNK = 100_000
 
 ProgressFn = Callable[[str, int, int], None]
+# The steps ``progress`` is told of, in order; "queue" comes once per chunk written, and
+# "assign" between the chunks (the collector tasks are assigned while the contacts are written).
+PROGRESS_STEPS = ("agreements", "expire", "arms", "accounts", "actions", "plan", "queue", "assign")
 
 
 @dataclass(frozen=True)
@@ -500,12 +506,22 @@ def run_daily(
                 planned = sum(int(r[2]) for r in by_sc_rows)
                 bounds = _chunk_bounds(conn, chunk_size)
                 step("plan")
-                tasks = sum(int(n) for _, ch, n in by_sc_rows if ch in COLLECTOR_CHANNELS)
-                assigned, pooled = _assign_tasks(conn, due, as_of) if tasks else (0, 0)
-                unassigned = tasks - assigned
-                step("assign")
             crash_point("planned")
-            inserted = _write_queue(ctx, conn, as_of, exp, due, bounds, step, crash_point)
+            tasks = sum(int(n) for _, ch, n in by_sc_rows if ch in COLLECTOR_CHANNELS)
+            outcome = (0, 0)
+
+            def assign() -> None:
+                # after the contacts are queued or staged: on PostgreSQL the writers write them
+                # meanwhile (nothing here reads today's queue rows)
+                nonlocal outcome
+                with conn.begin():
+                    _batch_memory(conn)
+                    outcome = _assign_tasks(conn, due, as_of) if tasks else (0, 0)
+                step("assign")
+
+            inserted = _write_queue(ctx, conn, as_of, exp, due, bounds, assign, step, crash_point)
+            assigned, pooled = outcome
+            unassigned = tasks - assigned
         finally:
             if conn.in_transaction():
                 conn.rollback()
@@ -1011,48 +1027,56 @@ _QUEUE_COLS = ("business_date, borrower_id, loan_id, strategy_id, arm, state, ac
 
 
 def _write_queue(ctx: Context, conn: Connection, as_of: date, exp: Experiment | None,
-                 due: _Due, bounds: list[str],
+                 due: _Due, bounds: list[str], assign: Callable[[], None],
                  step: Callable[[str, int, int], None], crash_point: Callable[[str], None]) -> int:
-    """INSERT … SELECT the due actions, a chunk of accounts per committed transaction, skipping
-    keys already written (a re-run) — ``ON CONFLICT (borrower_id, idempotency_key) DO NOTHING``.
+    """INSERT … SELECT the due actions, each chunk one committed transaction, skipping keys
+    already written (a re-run) — ``ON CONFLICT (borrower_id, idempotency_key) DO NOTHING``.
 
-    On PostgreSQL the chunks are written by ``WRITERS`` connections at once (see
-    ``_write_chunks_in_parallel``); SQLite has one writer, so it writes them in turn."""
+    First the contacts and referrals that go to no collector, a chunk of accounts at a time;
+    then ``assign()`` gives the collector tasks to collectors; then those tasks, one chunk
+    (at most twice the day's free capacity). On PostgreSQL the chunks are written by
+    ``WRITERS`` connections at once (see ``_write_chunks_in_parallel``), so the assignment's
+    ranking runs on the planning connection while the contacts are written: one core ranked
+    while the other waited. SQLite has one writer, so it writes them in turn."""
     now = ctx.clock.now()
     arm_prefix = f"{exp.id}/" if exp is not None else ""
-    select_rows = (
-        "SELECT :as_of, t.borrower_id, t.loan_id, t.strategy_id, "
-        + ("CAST(:arm_prefix AS VARCHAR(64)) || t.strategy_id" if arm_prefix else "''")
-        + ", t.state, a.kind, a.channel, 'collection', NULLIF(a.target, ''), a.priority, "
-        "a.not_before, 'pending', c.collector_id, 0, "
-        "CAST(:key_prefix AS VARCHAR(16)) || t.loan_id || '|' || a.action_key, '', :now, :now "
-        f"{due.from_} LEFT JOIN {T_CALLS.name} c ON c.loan_id = t.loan_id AND c.action_id = a.action_id"
-        "{calls_range} "
-        f"WHERE {due.where} AND t.state IS NOT NULL "
-        f"AND (a.channel NOT IN {_sql_list(COLLECTOR_CHANNELS)} OR c.loan_id IS NOT NULL)")
+
+    def rows(collector: str, from_where: str) -> str:
+        return ("SELECT :as_of, t.borrower_id, t.loan_id, t.strategy_id, "
+                + ("CAST(:arm_prefix AS VARCHAR(64)) || t.strategy_id" if arm_prefix else "''")
+                + ", t.state, a.kind, a.channel, 'collection', NULLIF(a.target, ''), a.priority, "
+                f"a.not_before, 'pending', {collector}, 0, "
+                "CAST(:key_prefix AS VARCHAR(16)) || t.loan_id || '|' || a.action_key, '', :now, :now "
+                + from_where)
+
+    contacts = rows("NULL", f"{due.from_} WHERE {due.where} AND t.state IS NOT NULL "
+                            f"AND a.channel NOT IN {_sql_list(COLLECTOR_CHANNELS)}")
+    # the kept tasks (assigned or pooled) were chosen from the due join: only they are read
+    tasks = rows("c.collector_id", f"FROM {T_CALLS.name} c JOIN {T_ACCT.name} t ON t.loan_id = c.loan_id "
+                                   f"JOIN {T_PLAN.name} a ON a.action_id = c.action_id AND {due.on} "
+                                   "WHERE t.state IS NOT NULL")
+    params: dict[str, Any] = {"as_of": as_of, "now": now, "key_prefix": f"{as_of.isoformat()}|",
+                              **({"arm_prefix": arm_prefix} if arm_prefix else {})}
     edges: list[str | None] = [None, *bounds, None] if bounds else [None, None]
-    chunks: list[tuple[Any, dict[str, Any]]] = []
-    for i in range(len(edges) - 1):
-        lo, hi = edges[i], edges[i + 1]
-        cond = calls = ""
-        if lo is not None:
-            cond += " AND t.loan_id > :lo"
-            calls += " AND c.loan_id > :lo"
-        if hi is not None:
-            cond += " AND t.loan_id <= :hi"
-            calls += " AND c.loan_id <= :hi"
-        # the same range on the calls side, so each chunk reads only its own slice of them
-        params: dict[str, Any] = {"as_of": as_of, "now": now, "key_prefix": f"{as_of.isoformat()}|",
-                                  "lo": lo, "hi": hi, "arm_prefix": arm_prefix or None}
-        chunks.append((select_rows.replace("{calls_range}", calls) + cond,
-                       {k: v for k, v in params.items() if v is not None}))
+    ranges = list(pairwise(edges))
+
+    def chunks() -> Iterator[tuple[str, dict[str, Any]]]:
+        for lo, hi in ranges:
+            cond = (" AND t.loan_id > :lo" if lo is not None else "") + (
+                " AND t.loan_id <= :hi" if hi is not None else "")
+            yield contacts + cond, {**params, **({"lo": lo} if lo is not None else {}),
+                                    **({"hi": hi} if hi is not None else {})}
+        assign()
+        yield tasks, params
+
+    total = len(ranges) + 1
     conn.execution_options(parley_write=True)
     if conn.dialect.name == "postgresql":
-        if len(chunks) > 1:
-            return _write_chunks_in_parallel(ctx, conn, chunks, step, crash_point)
-        return _write_chunks_in_turn(conn, chunks, step, crash_point)
+        if len(ranges) > 1:
+            return _write_chunks_in_parallel(ctx, conn, chunks(), total, step, crash_point)
+        return _write_chunks_in_turn(conn, chunks(), total, step, crash_point)
     with _one_checkpoint(conn):
-        return _write_chunks_in_turn(conn, chunks, step, crash_point)
+        return _write_chunks_in_turn(conn, chunks(), total, step, crash_point)
 
 
 @contextmanager
@@ -1072,8 +1096,8 @@ def _one_checkpoint(conn: Connection) -> Iterator[None]:
         raw.execute(f"PRAGMA wal_autocheckpoint={before}")
 
 
-def _write_chunks_in_turn(conn: Connection, chunks: list[tuple[str, dict[str, Any]]],
-                          step: Callable[[str, int, int], None],
+def _write_chunks_in_turn(conn: Connection, chunks: Iterator[tuple[str, dict[str, Any]]],
+                          total: int, step: Callable[[str, int, int], None],
                           crash_point: Callable[[str], None]) -> int:
     inserted = 0
     for i, (select_sql, params) in enumerate(chunks, start=1):
@@ -1083,7 +1107,7 @@ def _write_chunks_in_turn(conn: Connection, chunks: list[tuple[str, dict[str, An
             _batch_memory(conn)
             res = conn.execute(sql, params)
             inserted += max(int(res.rowcount or 0), 0)
-        step("queue", i, len(chunks))
+        step("queue", i, total)
         crash_point(f"queue:{i}")
     return inserted
 
@@ -1096,7 +1120,7 @@ _STAGE_PREFIX = "daily_run_stage_"
 
 
 def _write_chunks_in_parallel(ctx: Context, conn: Connection,
-                              chunks: list[tuple[str, dict[str, Any]]],
+                              chunks: Iterator[tuple[str, dict[str, Any]]], total: int,
                               step: Callable[[str, int, int], None],
                               crash_point: Callable[[str], None]) -> int:
     """A pipeline for PostgreSQL, where one backend writing the queue is CPU-bound on one core:
@@ -1143,7 +1167,7 @@ def _write_chunks_in_parallel(ctx: Context, conn: Connection,
                 k = pending.pop(f)
                 inserted += f.result()
                 done += 1
-                step("queue", done, len(chunks))
+                step("queue", done, total)
                 crash_point(f"queue:{k}")
 
         with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="daily-run-writer") as pool:
@@ -1159,7 +1183,9 @@ def _write_chunks_in_parallel(ctx: Context, conn: Connection,
                                      .bindparams(bindparam("as_of", type_=Date),
                                                  bindparam("now", type_=UTCDateTime)), params)
                     pending[pool.submit(write, stage)] = k
-                    settle(block=len(pending) >= WRITERS)  # at most WRITERS chunks staged ahead
+                    # no waiting for the writers: staging runs ahead of them, so that what the
+                    # chunk source does next (the assignment) overlaps their work
+                    settle(block=False)
                 while pending:
                     settle(block=True)
             except BaseException:

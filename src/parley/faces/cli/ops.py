@@ -17,8 +17,6 @@ from rich.table import Table
 from parley.errors import InvalidInput
 from parley.faces.cli.common import console, err_console, make_context, print_json, reporting_errors
 
-STEPS = ("agreements", "arms", "accounts", "actions", "assign", "plan", "queue")
-
 
 def _parse_date(value: str) -> date:
     try:
@@ -40,7 +38,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The daily run: every delinquent account → state → due actions → contact queue.
         Idempotent for a date; a run stopped halfway can simply be run again."""
-        from parley.services.daily_run import run_daily
+        from parley.services.daily_run import PROGRESS_STEPS, run_daily
         from parley.services.templates import seed_default_templates
 
         with reporting_errors():
@@ -51,14 +49,18 @@ def register(app: typer.Typer) -> None:
             if err_console.is_terminal and not as_json:
                 with Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                               TimeElapsedColumn(), console=err_console, transient=True) as bar:
-                    task = bar.add_task("starting", total=len(STEPS))
+                    before_queue = PROGRESS_STEPS.index("queue")
+                    task = bar.add_task("starting", total=before_queue + 1)
 
                     def progress(step: str, done: int, total: int) -> None:
                         if step == "queue":
                             bar.update(task, description=f"queue {done}/{total}",
-                                       completed=len(STEPS) - 1 + done / max(total, 1))
+                                       completed=before_queue + done / max(total, 1))
+                        elif step == "assign":  # between queue chunks: the bar stays put
+                            bar.update(task, description="assign")
                         else:
-                            bar.update(task, description=step, completed=STEPS.index(step) + 1)
+                            bar.update(task, description=step,
+                                       completed=PROGRESS_STEPS.index(step) + 1)
 
                     report = run_daily(ctx, day, strategy or None, exp, progress)
             else:
