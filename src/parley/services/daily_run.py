@@ -586,13 +586,16 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
         # loans whose oldest unpaid instalment is at least balance_from days old (pauses only
         # lower days past due, so this is every loan the condition can reach, and a few more).
         # The loan row's cache answers "oldest unpaid" unless a payment came after as_of.
+        # Grouped by the loan's id: SQLite then walks the loans in id order and reads the
+        # instalments of those that qualify; grouped by the instalments' column it read every
+        # instalment and looked its loan up (1.8 → 1.3 s at a million loans).
         conn.execute(text(
-            f"INSERT INTO {T_BAL.name} (loan_id, balance) SELECT i.loan_id, SUM(CASE WHEN i.due_on <= :as_of "
+            f"INSERT INTO {T_BAL.name} (loan_id, balance) SELECT l.id, SUM(CASE WHEN i.due_on <= :as_of "
             "THEN i.principal_due + i.interest_due + i.fee_due + i.penalty_due - i.paid_principal "
             "- i.paid_interest - i.paid_fee - i.paid_penalty ELSE i.principal_due - i.paid_principal END) "
             "FROM installment i JOIN loan l ON l.id = i.loan_id "
             "WHERE l.oldest_unpaid_due_on <= :balance_cut OR l.last_paid_off_on > :as_of "
-            "GROUP BY i.loan_id"
+            "GROUP BY l.id"
         ).bindparams(bindparam("as_of", type_=Date), bindparam("balance_cut", type_=Date)),
             {**ap, "balance_cut": as_of - timedelta(days=balance_from)})
     _index_loans(conn, T_BAL)
