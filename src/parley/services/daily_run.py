@@ -1065,10 +1065,12 @@ def _write_queue(ctx: Context, conn: Connection, as_of: date, exp: Experiment | 
 
     def chunks() -> Iterator[tuple[str, dict[str, Any]]]:
         for lo, hi in ranges:
-            cond = (" AND t.loan_id > :lo" if lo is not None else "") + (
-                " AND t.loan_id <= :hi" if hi is not None else "")
-            yield contacts + cond, {**params, **({"lo": lo} if lo is not None else {}),
-                                    **({"hi": hi} if hi is not None else {})}
+            cond, bound = "", dict(params)
+            if lo is not None:
+                cond, bound["lo"] = cond + " AND t.loan_id > :lo", lo
+            if hi is not None:
+                cond, bound["hi"] = cond + " AND t.loan_id <= :hi", hi
+            yield contacts + cond, bound
         assign()
         yield tasks, params
 
