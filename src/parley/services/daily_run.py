@@ -33,9 +33,10 @@ SQLite and PostgreSQL, never a Python loop per account:
    expire before the day is planned (``expire_unassigned_tasks``), so their accounts compete
    again. A visit goes to its lead collector, who books the appointment with the partner(s)
    the pack requires.
-6. **queue** — ``INSERT INTO contact_queue … SELECT … ON CONFLICT (borrower_id, idempotency_key)
-   DO NOTHING`` in committed chunks (on PostgreSQL, two writer connections at once; see
-   ``_write_chunks_in_parallel``); the key is ``as_of|loan|action``. The contacts are written
+6. **queue** — ``INSERT INTO contact_queue … SELECT …`` in committed chunks (on PostgreSQL, two
+   writer connections at once; see ``_write_chunks_in_parallel``); the key is
+   ``as_of|loan|action``, and a chunk that meets a key already there (a re-run) is written
+   again ``ON CONFLICT (borrower_id, idempotency_key) DO NOTHING`` (``_insert_chunk``). The contacts are written
    first and the assignment (5) runs after their chunks, so on PostgreSQL it overlaps their
    writing; the collector tasks are the last chunk. Every value written is a
    function of the database before the run and ``as_of`` (no clock), so a run killed after
@@ -125,6 +126,8 @@ CONTACT_CHANNELS = frozenset({"sms", "email", "call", "interview", "visit"})
 # assigned by capacity and skill.
 # Queue statuses that do not count as "an action was taken" for re-evaluation and caps.
 NOT_TAKEN = ("cancelled", "dropped", "expired")
+# Queue statuses of a task still open in a collector's queue.
+OPEN_STATUSES = ("pending", "leased")
 
 
 def expire_unassigned_tasks(ctx: Context, as_of: date) -> int:
@@ -611,8 +614,7 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
         f"{', '.join(f'dd.{c}' for c in _DPD_LOAN_COLUMNS)} "
         f"FROM ({dpd_sql(conn, ctx.buckets, _DPD_LOAN_COLUMNS, overdue_only=True)}) dd{fence}"
     ).columns(*_DPD_COLUMNS).subquery("d")
-    bal = T_BAL
-    b = Borrower.__table__
+    bal, b = T_BAL, Borrower.__table__
     tags = _tags_expr(conn, b)
     flags = _tag_flags(facts)
     cols = {"dpd": d.c.dpd, "bucket": d.c.bucket, "balance_minor": func.coalesce(bal.c.balance, 0),
@@ -715,7 +717,7 @@ def _load_actions(ctx: Context, conn: Connection, as_of: date, strategies: Seque
     conn.execute(text(
         f"INSERT INTO {T_OPEN.name} (loan_id, kind) SELECT DISTINCT q.loan_id, q.action_kind "
         "FROM contact_queue q JOIN staff_user u ON u.id = q.collector_id AND u.active "
-        "WHERE q.collector_id IS NOT NULL AND q.status IN ('pending', 'leased') "
+        f"WHERE q.collector_id IS NOT NULL AND q.status IN {_sql_list(OPEN_STATUSES)} "
         "AND (q.status = 'pending' OR q.lease_until >= :day_start) "
         "AND q.business_date < :as_of AND q.loan_id IS NOT NULL"
     ).bindparams(bindparam("as_of", type_=Date), bindparam("day_start", type_=UTCDateTime)),
@@ -873,7 +875,7 @@ def _collectors(conn: Connection, as_of: date) -> list[_Collector]:
     are not counted, so a re-run of a half-written day assigns exactly as a clean run."""
     open_tasks: dict[str, int] = dict(conn.execute(text(
         "SELECT collector_id, COUNT(*) FROM contact_queue WHERE collector_id IS NOT NULL "
-        "AND status IN ('pending', 'leased') AND business_date < :as_of GROUP BY collector_id"
+        f"AND status IN {_sql_list(OPEN_STATUSES)} AND business_date < :as_of GROUP BY collector_id"
     ).bindparams(bindparam("as_of", type_=Date)), {"as_of": as_of}).all())
     rows = conn.execute(text(
         "SELECT id, COALESCE(agency_id, ''), languages, skills, daily_capacity FROM staff_user "
@@ -1009,20 +1011,25 @@ def _keep_assigned_and_pool(conn: Connection, pool: int) -> int:
     growth. Returns the pool's size (less than ``pool`` when fewer tasks are left)."""
     calls = T_CALLS.name
     key = "tier, loan_id, action_id"  # tier: (priority, not_before)
-    # the last pool task's key (an unassigned task's "NOT IN the best n" ran for minutes on SQLite)
-    last = conn.execute(text(
-        f"SELECT {key} FROM {calls} WHERE collector_id IS NULL ORDER BY {key} "
-        "LIMIT 1 OFFSET :skip"), {"skip": pool - 1}).first() if pool > 0 else None
     if pool == 0:
         conn.execute(text(f"DELETE FROM {calls} WHERE collector_id IS NULL"))
-    elif last is not None:
-        conn.execute(text(f"DELETE FROM {calls} WHERE collector_id IS NULL AND ({key}) > "
-                          "(:tier, :loan, :action)"),
-                     {"tier": last[0], "loan": last[1], "action": last[2]})
+        kept = 0
+    else:
+        # the last pool task's key ("NOT IN the best n" ran for minutes on SQLite)
+        last = conn.execute(text(
+            f"SELECT {key} FROM {calls} WHERE collector_id IS NULL ORDER BY {key} "
+            "LIMIT 1 OFFSET :skip"), {"skip": pool - 1}).first()
+        if last is not None:
+            conn.execute(text(f"DELETE FROM {calls} WHERE collector_id IS NULL AND ({key}) > "
+                              "(:tier, :loan, :action)"),
+                         {"tier": last[0], "loan": last[1], "action": last[2]})
+            kept = pool
+        else:  # fewer left than the pool holds: all of them
+            kept = int(conn.execute(text(
+                f"SELECT COUNT(*) FROM {calls} WHERE collector_id IS NULL")).scalar_one())
     conn.execute(text(f"CREATE INDEX ix_tmp_run_calls_key ON {calls} (loan_id, action_id)"))
     _analyze(conn, T_CALLS)
-    return pool if last is not None else int(conn.execute(text(
-        f"SELECT COUNT(*) FROM {calls} WHERE collector_id IS NULL")).scalar_one())
+    return kept
 
 
 _QUEUE_COLS = ("business_date, borrower_id, loan_id, strategy_id, arm, state, action_kind, channel, "
@@ -1034,7 +1041,7 @@ def _write_queue(ctx: Context, conn: Connection, as_of: date, exp: Experiment | 
                  due: _Due, bounds: list[str], assign: Callable[[], None],
                  step: Callable[[str, int, int], None], crash_point: Callable[[str], None]) -> int:
     """INSERT … SELECT the due actions, each chunk one committed transaction, skipping keys
-    already written (a re-run) — ``ON CONFLICT (borrower_id, idempotency_key) DO NOTHING``.
+    already written (a re-run; see ``_insert_chunk``).
 
     First the contacts and referrals that go to no collector, a chunk of accounts at a time;
     then ``assign()`` gives the collector tasks to collectors; then those tasks, one chunk
@@ -1143,6 +1150,8 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
     orig = exc.orig
     return (getattr(orig, "sqlstate", None) == "23505"  # PostgreSQL
             or getattr(orig, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_UNIQUE")
+
+
 # PostgreSQL connections writing queue chunks at once: one per core of the machine this was
 # tuned on; the planning connection computes the next chunk meanwhile.
 WRITERS = 2
