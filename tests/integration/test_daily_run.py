@@ -143,6 +143,42 @@ def test_progress_names_known_steps_and_assigns_between_the_queue_chunks(ctx: Co
                               )).scalar_one() == 16
 
 
+def test_a_rerun_with_new_accounts_writes_only_their_rows(ctx: Context) -> None:
+    """A chunk is a plain insert first; one that meets keys already written (a second run of
+    the day, with accounts that arrived since) is written again skipping them."""
+    seed_accounts(ctx, 30, MONDAY)
+    add_staff(ctx, [("C1", "zh-Hans,zh-Hant,en", "", 200)])
+    first = run_daily(ctx, MONDAY)
+    before = queue(ctx)
+    seed_accounts(ctx, 5, MONDAY, start=100, prefix="N", dpd=lambda i: 3)  # m1: an SMS each
+    second = run_daily(ctx, MONDAY)
+    after = queue(ctx)
+    assert second.inserted == len(after) - len(before) == 5
+    assert set(before) <= set(after) and first.inserted == len(before)
+    with ctx.db.read() as c:
+        new = c.execute(text("SELECT loan_id FROM contact_queue WHERE loan_id LIKE 'LN%'")).scalars().all()
+    assert sorted(new) == [f"LN{i:07d}" for i in range(100, 105)]
+
+
+def test_a_chunk_failing_for_another_reason_than_a_written_key_fails_and_writes_nothing(
+        ctx: Context) -> None:
+    from sqlalchemy.exc import IntegrityError
+
+    from parley.services.daily_run import _QUEUE_COLS, _insert_chunk
+
+    seed_accounts(ctx, 2, MONDAY)
+    add_staff(ctx, [("C1", "zh-Hans,zh-Hant,en", "", 10)])
+    run_daily(ctx, MONDAY)
+    rows = len(queue(ctx))
+    cols = [c.strip() for c in _QUEUE_COLS.split(",")]
+    # an existing row again, with no borrower: NOT NULL, not the key; the retry must not hide it
+    select = "SELECT " + ", ".join("NULL" if c == "borrower_id" else c for c in cols) + (
+        " FROM contact_queue")
+    with ctx.db.engine.connect() as conn, pytest.raises(IntegrityError):
+        _insert_chunk(conn, select)
+    assert len(queue(ctx)) == rows
+
+
 def test_every_queue_row_names_a_borrower(ctx: Context) -> None:
     """contact_queue has no foreign key to borrower (the per-row check was a quarter of the
     queue write): its writers — the run, agreement notices — must never leave an orphan."""
