@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from bench.pg import throwaway_database
 from parley.adapters.clock import FixedClock
+from parley.adapters.crypto import mask_phone
 from parley.config import Settings
 from parley.services.context import Context
 from parley.store.db import Database, bulk_insert
@@ -39,12 +40,19 @@ def dpd_of(i: int) -> int:
     return 1 + (i * 7919) % 200
 
 
+def reachable_by_all(i: int) -> tuple[bool, bool]:
+    """Every synthetic borrower has a valid mobile number and an e-mail address."""
+    return True, True
+
+
 def seed_accounts(ctx: Context, n: int, as_of: date = AS_OF, *, start: int = 0,
                   prefix: str = "B", collectors: int = 0,
-                  dpd: Callable[[int], int] = dpd_of) -> None:
+                  dpd: Callable[[int], int] = dpd_of,
+                  reach: Callable[[int], tuple[bool, bool]] = reachable_by_all) -> None:
     """``n`` borrowers with one loan each, overdue by ``dpd_of(i)`` days on ``as_of``: one unpaid
-    instalment due ``dpd_of(i)`` days before ``as_of`` and one not yet due. Plus ``collectors``
-    in-house collectors (capacity 60, zh/en, a few with Cantonese)."""
+    instalment due ``dpd_of(i)`` days before ``as_of`` and one not yet due; a mobile number
+    (encrypted, with its blind index) and an e-mail address as ``reach(i)`` says. Plus
+    ``collectors`` in-house collectors (capacity 60, zh/en, a few with Cantonese)."""
     created = db_datetime_for(ctx, NOW)
     with ctx.db.transaction() as conn:
         def d(v: date) -> Any:
@@ -84,6 +92,21 @@ def seed_accounts(ctx: Context, n: int, as_of: date = AS_OF, *, start: int = 0,
             "loan_id", "number", "borrower_id", "due_on", "principal_due", "interest_due",
             "fee_due", "penalty_due", "paid_principal", "paid_interest", "paid_fee",
             "paid_penalty", "paid_off_on"), installments())
+        keys = ctx.keyring
+
+        def phones():  # type: ignore[no-untyped-def]
+            for i in rng:
+                if reach(i)[0]:
+                    number = f"+86138{i:08d}"
+                    yield (f"{prefix}{i:07d}", 1, "mobile", keys.encrypt(number, "phone.e164"),
+                           keys.blind_index(number, "phone"), mask_phone(number), ZONES[i % 5], True)
+
+        bulk_insert(conn, "borrower_phone", ("borrower_id", "position", "phone_type", "e164_enc",
+                                             "e164_index", "masked", "timezones", "is_valid"),
+                    phones())
+        bulk_insert(conn, "borrower_email", ("borrower_id", "position", "address"), (
+            (f"{prefix}{i:07d}", 1, f"b{prefix.lower()}{i:07d}@example.com") for i in rng
+            if reach(i)[1]))
         if collectors:
             bulk_insert(conn, "staff_user", (
                 "id", "username", "display_name", "role", "badge_number", "password_hash",
@@ -92,7 +115,8 @@ def seed_accounts(ctx: Context, n: int, as_of: date = AS_OF, *, start: int = 0,
                  "zh-Hans,en" if k % 3 else "zh-Hans,zh-Hant", "lang:yue" if k % 5 == 0 else "",
                  60, True, created) for k in range(collectors)))
         if conn.dialect.name == "postgresql":
-            for t in ("borrower", "loan", "installment", "staff_user"):
+            for t in ("borrower", "borrower_phone", "borrower_email", "loan", "installment",
+                      "staff_user"):
                 conn.execute(text(f"ANALYZE {t}"))
 
 

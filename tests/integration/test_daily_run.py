@@ -292,6 +292,46 @@ def test_reevaluation_interval_and_cap_read_the_queue_history(ctx: Context) -> N
     assert run_daily(ctx, date(2026, 3, 10)).by_channel.get("sms", 0) == 1
 
 
+def test_no_action_is_planned_on_a_channel_the_borrower_cannot_be_reached_on(ctx: Context) -> None:
+    # dpd 10 → m1_late: call, sms, email. (phone, e-mail) per borrower; borrower 4's only
+    # phone is marked wrong after seeding.
+    reach = [(True, True), (True, False), (False, True), (False, False), (True, True), (True, True)]
+    seed_accounts(ctx, 6, MONDAY, dpd=lambda i: 10, collectors=1, reach=lambda i: reach[i])
+    with ctx.db.transaction() as c:
+        c.execute(text("UPDATE borrower_phone SET is_valid = false WHERE borrower_id = 'B0000004'"))
+    report = run_daily(ctx, MONDAY)
+    phone, email = {"LB0000000", "LB0000001", "LB0000005"}, {"LB0000000", "LB0000002",
+                                                              "LB0000004", "LB0000005"}
+    expected = {loan: sorted([("m1_late", "call")] * (loan in phone) + [("m1_late", "email")]
+                             * (loan in email) + [("m1_late", "sms")] * (loan in phone))
+                for loan in phone | email}
+    assert by_loan(ctx) == expected
+    assert report.by_channel == {"call": 3, "email": 4, "sms": 3}
+    assert report.unreachable == {"call": 3, "email": 2, "sms": 3}
+    assert report.planned == report.inserted == 10
+    # A later day goes through the history filters (another join): the same rule holds, and a
+    # number found valid again makes the borrower reachable again.
+    with ctx.db.transaction() as c:
+        c.execute(text("UPDATE borrower_phone SET is_valid = true WHERE borrower_id = 'B0000004'"))
+        c.execute(text("DELETE FROM contact_queue"))
+        c.execute(text("INSERT INTO borrower_phone (borrower_id, position, phone_type, e164_enc, "
+                       "e164_index, masked, timezones, is_valid) VALUES ('B0000003', 1, 'mobile', "
+                       ":enc, 'ix-3', '+86 *** 0003', '', :f)"), {"enc": b"x", "f": False})
+    tuesday = MONDAY + timedelta(days=1)
+    with ctx.db.transaction() as c:  # history from an earlier day, so the filters run
+        c.execute(text(
+            "INSERT INTO contact_queue (business_date, borrower_id, loan_id, strategy_id, arm, state, "
+            "action_kind, channel, purpose, template_id, priority, not_before, status, attempts, "
+            "idempotency_key, last_reason, created_at, updated_at) VALUES (:d, 'B0000005', 'LB0000005', "
+            "'default', '', 'm1_late', 'sms', 'sms', 'collection', 'x', 20, :at, 'sent', 0, 'old|sms', "
+            "'', :at, :at)"), {"d": MONDAY - timedelta(days=30), "at": datetime(2026, 1, 31, tzinfo=UTC)})
+    report = run_daily(ctx, tuesday)
+    kinds = by_loan(ctx)
+    assert {loan for loan, acts in kinds.items() if ("m1_late", "sms") in acts} == phone | {"LB0000004"}
+    assert {loan for loan, acts in kinds.items() if ("m1_late", "email") in acts} == email
+    assert report.unreachable == {"call": 2, "email": 2, "sms": 2}
+
+
 def test_weekday_filter_uses_the_business_date(ctx: Context) -> None:
     seed_accounts(ctx, 1, date(2026, 3, 8), dpd=lambda i: 10)  # a Sunday: m1_late calls are mon-fri
     report = run_daily(ctx, date(2026, 3, 8))
@@ -405,7 +445,9 @@ def test_the_set_based_run_agrees_with_the_pure_evaluator_day_after_day(ctx: Con
 
     strategy = resolve_strategy("default")
     n = 120
-    seed_accounts(ctx, n, MONDAY, dpd=lambda i: 1 + (i * 37) % 200)
+    # every 5th borrower has no e-mail address, every 7th no phone
+    seed_accounts(ctx, n, MONDAY, dpd=lambda i: 1 + (i * 37) % 200,
+                  reach=lambda i: (i % 7 != 0, i % 5 != 0))
     with ctx.db.transaction() as c:  # some tags the strategy reads
         c.execute(text("UPDATE borrower SET tags = ',no_field_visit,' WHERE id LIKE '%7'"))
         c.execute(text("UPDATE borrower SET tags = ',lang_yue,vip,' WHERE id LIKE '%3'"))
@@ -427,6 +469,10 @@ def test_the_set_based_run_agrees_with_the_pure_evaluator_day_after_day(ctx: Con
             " FROM installment i WHERE i.loan_id = l.id) AS balance, "
             "(SELECT MIN(i.due_on) FROM installment i WHERE i.loan_id = l.id) AS due_on "
             "FROM loan l JOIN borrower b ON b.id = l.borrower_id"))}
+        on_file = {r[0]: frozenset(r[1:]) - {None} for r in c.execute(text(
+            "SELECT b.id, CASE WHEN EXISTS (SELECT 1 FROM borrower_phone p WHERE p.borrower_id = b.id "
+            "AND p.is_valid) THEN 'phone' END, CASE WHEN EXISTS (SELECT 1 FROM borrower_email e "
+            "WHERE e.borrower_id = b.id) THEN 'email' END FROM borrower b"))}
     off = {"LB0000005": "agreement_active", "LB0000009": "hold"}
     broken = {"LB0000006": 1, "LB0000016": 2}
     for day in [MONDAY + timedelta(days=k) for k in range(0, 12)]:
@@ -449,7 +495,8 @@ def test_the_set_based_run_agrees_with_the_pure_evaluator_day_after_day(ctx: Con
                                       int(f.balance), f.currency, f.product, f.risk_score,
                                       broken.get(loan, 0), tags)
             ev = evaluate(strategy, account, day)
-            for action in due_actions(ev, ActionHistory(tuple(done.get(loan, ()))), day):
+            for action in due_actions(ev, ActionHistory(tuple(done.get(loan, ()))), day,
+                                      on_file[f.borrower_id]):
                 expected.add((loan, ev.state_name or "", action.kind))
         report = run_daily(ctx, day)
         with ctx.db.read() as c:

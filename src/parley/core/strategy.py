@@ -50,6 +50,13 @@ DEFAULT_ENFORCEMENT_OFF_TAGS = ("agreement_active", "hold")
 DEFAULT_PRIORITY = 100
 DEFAULT_COLLECTORS_FOR_VISIT = 2
 ARM_BUCKETS = 10_000
+# What an action needs on file to be carried out at all: an SMS or a call a valid phone
+# number, an e-mail an address. Without it the action is not planned (it could only be
+# dropped at send time, or sit in a collector's queue with nothing to dial). 面谈 invitations
+# and visits are arranged by the collector, who works from the whole file.
+PHONE, EMAIL = "phone", "email"
+REACH_NEEDED = {"sms": PHONE, "call": PHONE, "email": EMAIL}
+REACH_ALL = frozenset({PHONE, EMAIL})
 
 # Tags and codes are canonical lowercase ASCII so that the pure evaluator and SQL (where
 # SQLite's LIKE ignores ASCII case) agree; ``_`` is escaped when compiled to LIKE.
@@ -437,12 +444,16 @@ def predicate_results(
 
 
 def action_decisions(
-    evaluation: Evaluation, history: ActionHistory, as_of: date
+    evaluation: Evaluation, history: ActionHistory, as_of: date,
+    reach: frozenset[str] = REACH_ALL,
 ) -> tuple[ActionDecision, ...]:
     """Every action of the evaluation with whether it is due on ``as_of`` and why (not).
 
-    Checks run in this order and the first that fails is the reason: day of week, then the
-    re-evaluation interval (due when ``as_of - last >= reevaluate_every_days``), then the
+    ``reach``: what the borrower can be reached on (``PHONE``: a valid number, ``EMAIL``: an
+    address); it decides nothing about the state, only which of its actions can be carried out.
+
+    Checks run in this order and the first that fails is the reason: day of week, then what
+    the action needs on file (``REACH_NEEDED``), then the re-evaluation interval (due when ``as_of - last >= reevaluate_every_days``), then the
     maximum per period (the window is the ``days`` days ending on ``as_of``, both ends
     included, i.e. ``as_of - days < d <= as_of``). History is counted per action kind.
     """
@@ -458,6 +469,16 @@ def action_decisions(
                     False,
                     "not_on_this_weekday",
                     f"{action.kind} runs on {','.join(t.days_of_week)}; {as_of} is a {weekday}",
+                )
+            )
+        elif (need := REACH_NEEDED.get(action.kind)) is not None and need not in reach:
+            out.append(
+                ActionDecision(
+                    action,
+                    False,
+                    "unreachable",
+                    f"{action.kind} needs {'a valid phone number' if need == PHONE else 'an e-mail address'}"
+                    " on file",
                 )
             )
         elif (
@@ -497,9 +518,10 @@ def action_decisions(
     return tuple(out)
 
 
-def due_actions(evaluation: Evaluation, history: ActionHistory, as_of: date) -> tuple[Action, ...]:
+def due_actions(evaluation: Evaluation, history: ActionHistory, as_of: date,
+                reach: frozenset[str] = REACH_ALL) -> tuple[Action, ...]:
     """The actions due on ``as_of``, in priority order (see ``action_decisions`` for why not)."""
-    return tuple(d.action for d in action_decisions(evaluation, history, as_of) if d.due)
+    return tuple(d.action for d in action_decisions(evaluation, history, as_of, reach) if d.due)
 
 
 def _by_priority(actions: tuple[Action, ...]) -> tuple[Action, ...]:
@@ -1244,7 +1266,7 @@ def _hhmm(minutes: int) -> str:
 
 __all__ = [
     "ACTION_KINDS", "DAYS_OF_WEEK", "INTERVIEW_MODES", "DEFAULT_ENFORCEMENT_OFF_TAGS",
-    "STRATEGY_CHECKS", "AccountSnapshot", "Action", "ActionDecision",
+    "EMAIL", "PHONE", "REACH_ALL", "REACH_NEEDED", "STRATEGY_CHECKS", "AccountSnapshot", "Action", "ActionDecision",
     "ActionHistory", "Arm", "Condition", "DpdGap", "Evaluation", "Experiment", "Finding",
     "HourWindow", "MaxPerPeriod", "PredicateResult", "State", "StateMiss", "Strategy", "Timing",
     "action_decisions", "arm_ranges", "assign_arm", "check_strategy", "covers", "due_actions",

@@ -88,6 +88,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
 from parley.core.strategy import (
+    EMAIL,
+    PHONE,
+    REACH_NEEDED,
     Action,
     Experiment,
     Strategy,
@@ -122,6 +125,10 @@ CHANNEL_OF_KIND = {
     "agency_placement": AGENCY_CHANNEL,
 }
 CONTACT_CHANNELS = frozenset({"sms", "email", "call", "interview", "visit"})
+# What a borrower can be reached on, as the account's ``reach`` bit set (the rule, what each
+# action kind needs, is ``parley.core.strategy.REACH_NEEDED``).
+REACH_BITS = {PHONE: 1, EMAIL: 2}
+REACH_FULL = sum(REACH_BITS.values())
 # Collector tasks (COLLECTOR_CHANNELS, the worker's): worked from a collector's queue, so
 # assigned by capacity and skill.
 # Queue statuses that do not count as "an action was taken" for re-evaluation and caps.
@@ -176,6 +183,8 @@ class RunReport:
     tasks_assigned / tasks_unassigned: collector tasks (calls, 面谈, visits) given to a
         collector, or not; of the unassigned, ``tasks_pooled`` wait in the shared pool and the
         rest are not queued (beyond the day's capacity: their accounts compete again next run).
+    unreachable: per channel, actions not planned because the borrower has no valid phone
+        (SMS, calls) or no e-mail address (``parley.core.strategy.REACH_NEEDED``).
     """
 
     as_of: date
@@ -193,6 +202,7 @@ class RunReport:
     timings: dict[str, float] = field(default_factory=dict)
     tasks_expired: int = 0
     tasks_pooled: int = 0
+    unreachable: dict[str, int] = field(default_factory=dict)
 
     @property
     def queued(self) -> int:
@@ -225,12 +235,14 @@ _DPD_COLUMNS = (column("loan_id", ID), column("borrower_id", ID), column("dpd", 
                 column("bucket", key_string(8)),
                 *(column(c, Loan.__table__.c[c].type) for c in _DPD_LOAN_COLUMNS))
 T_BAL = _tmp("tmp_run_bal", Column("loan_id", ID), Column("balance", Integer))
+# Borrowers who cannot be reached on every channel (see REACH_BITS): usually a few.
+T_REACH = _tmp("tmp_run_reach", Column("borrower_id", ID), Column("reach", Integer))
 T_ACCT = _tmp(
     "tmp_run_acct",
     Column("loan_id", ID), Column("borrower_id", ID), Column("dpd", Integer),
     Column("bucket", key_string(8)), Column("language", key_string(16)), Column("jurisdiction", key_string(16)),
     Column("zone_key", key_string(400)), Column("agency_id", ID), Column("strategy_id", key_string(64)),
-    Column("state", key_string(64)),
+    Column("state", key_string(64)), Column("reach", Integer),
 )
 T_ACTION = _tmp(
     "tmp_run_action",
@@ -249,14 +261,14 @@ T_OPEN = _tmp("tmp_run_open", Column("loan_id", ID), Column("kind", key_string(2
 T_HIST = _tmp("tmp_run_hist", Column("loan_id", ID), Column("kind", key_string(24)),
               Column("business_date", Date), Column("n", Integer))
 # The day's plan per kind of account: each action of a (strategy, state) with its time for a
-# (zone key, jurisdiction) — a few dozen rows, so the accounts meet their actions and times
-# in one probe each (joining the actions, then the times, probed twice per task and cost
+# (zone key, jurisdiction), on the channels a reach allows — a few dozen rows, so the
+# accounts meet their actions and times in one probe each (joining the actions, then the times, probed twice per task and cost
 # SQLite three times as long, in the ranking and again in the queue write).
 T_PLAN = _tmp(
     "tmp_run_plan",
     *(Column(c.name, c.type) for c in T_ACTION.columns),
     Column("zone_key", key_string(400)), Column("jurisdiction", key_string(16)),
-    Column("not_before", UTCDateTime), Column("tier", Integer),
+    Column("reach", Integer), Column("not_before", UTCDateTime), Column("tier", Integer),
 )
 # The tasks that could be assigned: ranked within their group, at most the day's free capacity.
 T_CALLS = _tmp(
@@ -270,7 +282,7 @@ T_CSLOT = _tmp("tmp_run_cslot", Column("collector_id", ID), Column("slot_no", In
 T_ELIG = _tmp("tmp_run_elig", Column("collector_id", ID, primary_key=True))
 T_FREE = _tmp("tmp_run_free", Column("collector_id", ID, primary_key=True),
               Column("slot_no", Integer, primary_key=True), Column("rn", Integer, index=True))
-_ALL_TMP = (T_FACTS, T_BAL, T_ACCT, T_ACTION, T_HIST, T_OPEN, T_PLAN, T_CALLS, T_CSLOT,
+_ALL_TMP = (T_FACTS, T_REACH, T_BAL, T_ACCT, T_ACTION, T_HIST, T_OPEN, T_PLAN, T_CALLS, T_CSLOT,
             T_ELIG, T_FREE)
 
 
@@ -496,17 +508,22 @@ def run_daily(
                 due = _due_sql(conn)
                 # One pass over the accounts gives every count: NULL state = enforcement off;
                 # NULL strategy = a borrower newer than the arm buckets (the next run places it).
-                per_state = [(sid, st, int(n)) for sid, st, n in conn.execute(text(
-                    f"SELECT strategy_id, state, COUNT(*) FROM {T_ACCT.name} "
-                    "GROUP BY strategy_id, state")).all()]
+                per_state = [(sid, st, int(reach or 0), int(n)) for sid, st, reach, n in
+                             conn.execute(text(
+                                 f"SELECT strategy_id, state, reach, COUNT(*) FROM {T_ACCT.name} "
+                                 "GROUP BY strategy_id, state, reach")).all()]
                 state_counts: Counter[str] = Counter()
                 arm_counts: Counter[str] = Counter()
-                for sid, st, n in per_state:
+                for sid, st, _reach, n in per_state:
                     state_counts["no_arm" if sid is None else (st or "")] += n
                     arm_counts["no_arm" if sid is None else str(sid)] += n
                 by_state_rows = list(state_counts.items())
                 by_arm_rows = list(arm_counts.items())
-                by_sc_rows = _planned_counts(conn, due, per_state)
+                actions = [(str(sid), str(st), str(kind), str(ch)) for sid, st, kind, ch in
+                           conn.execute(text("SELECT strategy_id, state, kind, channel "
+                                             f"FROM {T_ACTION.name}")).all()]
+                by_sc_rows = _planned_counts(conn, due, per_state, actions)
+                unreachable = _unreachable(per_state, actions)
                 planned = sum(int(r[2]) for r in by_sc_rows)
                 bounds = _chunk_bounds(conn, chunk_size)
                 step("plan")
@@ -543,7 +560,7 @@ def run_daily(
         by_channel=dict(sorted(by_channel.items())), by_state_channel=dict(sorted(by_sc.items())),
         by_arm={str(a): int(n) for a, n in by_arm_rows}, tasks_assigned=assigned,
         tasks_unassigned=unassigned, seconds=_time.perf_counter() - started,
-        timings=timings, tasks_expired=expired, tasks_pooled=pooled)
+        timings=timings, tasks_expired=expired, tasks_pooled=pooled, unreachable=unreachable)
 
 
 def _tags_expr(conn: Connection, b: Table) -> ColumnElement[Any]:
@@ -628,10 +645,24 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
         "AND p.is_valid ORDER BY p.position LIMIT 1)")
     zone_key = func.coalesce(func.nullif(b.c.declared_timezone, ""),
                              literal_column(str(phone_zones)), literal(""))
+    # What the borrower can be reached on: everything, unless listed in T_REACH (usually few
+    # borrowers, so usually not joined at all).
+    n_short = conn.execute(text(
+        f"INSERT INTO {T_REACH.name} (borrower_id, reach) SELECT id, reach FROM (SELECT b.id, "
+        f"CASE WHEN EXISTS (SELECT 1 FROM borrower_phone p WHERE p.borrower_id = b.id "
+        f"AND p.is_valid) THEN {REACH_BITS[PHONE]} ELSE 0 END + CASE WHEN EXISTS (SELECT 1 FROM "
+        f"borrower_email e WHERE e.borrower_id = b.id) THEN {REACH_BITS[EMAIL]} ELSE 0 END AS reach "
+        f"FROM borrower b) x WHERE reach < {REACH_FULL}")).rowcount
+    reach: ColumnElement[Any] = literal(REACH_FULL)
     frm = (d.join(b, b.c.id == d.c.borrower_id)
            .outerjoin(bal, bal.c.loan_id == d.c.loan_id))
     if facts is not None:
         frm = frm.outerjoin(facts, facts.c.loan_id == d.c.loan_id)
+    if n_short:
+        conn.execute(text(f"CREATE UNIQUE INDEX ix_tmp_run_reach ON {T_REACH.name} (borrower_id)"))
+        _analyze(conn, T_REACH)
+        frm = frm.outerjoin(T_REACH, T_REACH.c.borrower_id == d.c.borrower_id)
+        reach = func.coalesce(T_REACH.c.reach, REACH_FULL)
     if exp is not None:
         arm_t = Table("borrower_arm", MetaData(), Column("seed", String), Column("borrower_id", ID),
                       Column("bucket", Integer))
@@ -646,11 +677,11 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
     # (which the planner has statistics for) in the assignment step.
     sel = select(d.c.loan_id, d.c.borrower_id, d.c.dpd, func.coalesce(d.c.bucket, ""),
                  func.coalesce(b.c.preferred_language, ""), b.c.jurisdiction, zone_key,
-                 func.coalesce(d.c.agency_id, ""), strategy_expr, state_expr
+                 func.coalesce(d.c.agency_id, ""), strategy_expr, state_expr, reach
                  ).select_from(frm)
     conn.execute(insert(T_ACCT).from_select(
         ["loan_id", "borrower_id", "dpd", "bucket", "language", "jurisdiction", "zone_key",
-         "agency_id", "strategy_id", "state"], sel), {**ap, "grace": ctx.settings.grace_days})
+         "agency_id", "strategy_id", "state", "reach"], sel), {**ap, "grace": ctx.settings.grace_days})
     _index_loans(conn, T_ACCT, everywhere=True)
     return int(conn.execute(text(f"SELECT COUNT(*) FROM {T_ACCT.name}")).scalar_one())
 
@@ -683,6 +714,12 @@ def _action_rows(as_of: date, strategies: Sequence[Strategy]) -> list[dict[str, 
                     "_windows": tuple((w.start_minute, w.end_minute) for w in t.preferred_hours),
                 })
     return rows
+
+
+def reaches(reach: int, kind: str) -> bool:
+    """Whether an account with ``reach`` (``REACH_BITS``) can be given an action of ``kind``."""
+    need = REACH_NEEDED.get(kind)
+    return need is None or bool(reach & REACH_BITS[need])
 
 
 def _target(a: Action) -> str:
@@ -724,21 +761,26 @@ def _load_actions(ctx: Context, conn: Connection, as_of: date, strategies: Seque
         {"as_of": as_of, "day_start": _local(ctx.business_zone, as_of, 0)})
     conn.execute(text(f"CREATE INDEX ix_tmp_run_open ON {T_OPEN.name} (loan_id, kind)"))
     _analyze(conn, T_OPEN)
-    # The plan: every action with its not_before per distinct (zone key, jurisdiction).
+    # The plan: every action with its not_before per distinct (zone key, jurisdiction, reach),
+    # on the channels that reach allows.
     combos = conn.execute(text(
-        f"SELECT DISTINCT zone_key, jurisdiction FROM {T_ACCT.name} WHERE state IS NOT NULL")).all()
+        f"SELECT DISTINCT zone_key, jurisdiction, reach FROM {T_ACCT.name} "
+        "WHERE state IS NOT NULL")).all()
     default_j = ctx.settings.default_jurisdiction
     plan = []
-    for zone_key, jurisdiction in combos:
+    for zone_key, jurisdiction, reach in combos:
         zones = tuple(z.strip() for z in (zone_key or "").split(",") if z.strip())
         for r in rows:
+            if not reaches(reach, r["kind"]):
+                continue
             if r["channel"] in CONTACT_CHANNELS:
                 lawful = lawful_hours(jurisdiction or default_j, r["channel"], default_j)
                 nb = proposed_time(as_of, zones, r["_windows"], lawful, ctx.business_zone)
             else:  # a referral or placement is not a contact: due from the start of the day
                 nb = _local(ctx.business_zone, as_of, 0)
             plan.append({**{c.name: r[c.name] for c in T_ACTION.columns}, "zone_key": zone_key,
-                         "jurisdiction": jurisdiction, "not_before": nb, "tier": (r["priority"], nb)})
+                         "jurisdiction": jurisdiction, "reach": reach, "not_before": nb,
+                         "tier": (r["priority"], nb)})
     # tier: (priority, not_before) as one integer, in that order — how tasks rank, so the
     # ranking sorts a million tasks by an integer and the loan rather than by three keys.
     tiers = {t: k for k, t in enumerate(sorted({p["tier"] for p in plan}))}
@@ -747,7 +789,7 @@ def _load_actions(ctx: Context, conn: Connection, as_of: date, strategies: Seque
     if plan:
         conn.execute(insert(T_PLAN), plan)
     conn.execute(text(f"CREATE INDEX ix_tmp_run_plan ON {T_PLAN.name} "
-                      "(strategy_id, state, zone_key, jurisdiction)"))
+                      "(strategy_id, state, zone_key, jurisdiction, reach)"))
     _analyze(conn, T_ACTION)
     _analyze(conn, T_PLAN)
 
@@ -774,7 +816,7 @@ class _Due:
 def _due_sql(conn: Connection) -> _Due:
     """Accounts × the actions of their state at their proposed time, filtered by the history."""
     on = ("a.strategy_id = t.strategy_id AND a.state = t.state AND a.zone_key = t.zone_key "
-          "AND a.jurisdiction = t.jurisdiction")
+          "AND a.jurisdiction = t.jurisdiction AND a.reach = t.reach")
     from_ = f"FROM {T_ACCT.name} t JOIN {T_PLAN.name} a ON {on}"
     has_hist = conn.execute(text(f"SELECT 1 FROM {T_HIST.name} LIMIT 1")).first() is not None
     has_open = conn.execute(text(f"SELECT 1 FROM {T_OPEN.name} LIMIT 1")).first() is not None
@@ -790,23 +832,38 @@ def _due_sql(conn: Connection) -> _Due:
     return _Due(from_, where, on)
 
 
-def _planned_counts(conn: Connection, due: _Due,
-                    per_state: list[tuple[str | None, str | None, int]]) -> list[tuple[str, str, int]]:
+_PerState = list[tuple[str | None, str | None, int, int]]  # (strategy, state, reach, accounts)
+_Actions = list[tuple[str, str, str, str]]  # (strategy, state, kind, channel)
+
+
+def _planned_counts(conn: Connection, due: _Due, per_state: _PerState,
+                    actions: _Actions) -> list[tuple[str, str, int]]:
     """(state, channel, items) the run plans. Without history to filter by, that is just the
-    accounts per (strategy, state) times the state's actions, so the big join is not run twice."""
+    accounts per (strategy, state, reach) times the state's actions on the channels the reach
+    allows, so the big join is not run twice."""
     if due.where == "1 = 1":
-        actions = conn.execute(text(
-            f"SELECT strategy_id, state, channel FROM {T_ACTION.name}")).all()
         out: Counter[tuple[str, str]] = Counter()
-        accounts = {(sid, st): n for sid, st, n in per_state if st is not None}
-        for sid, st, ch in actions:
-            if (sid, st) in accounts:
-                out[(st, ch)] += accounts[(sid, st)]
+        for sid, st, kind, ch in actions:
+            for a_sid, a_st, reach, n in per_state:
+                if (a_sid, a_st) == (sid, st) and reaches(reach, kind):
+                    out[(st, ch)] += n
         return [(st, ch, n) for (st, ch), n in sorted(out.items())]
     rows = conn.execute(text(
         f"SELECT t.state, a.channel, COUNT(*) {due.from_} WHERE {due.where} "
         "GROUP BY t.state, a.channel")).all()
     return [(str(s), str(c), int(n)) for s, c, n in rows]
+
+
+def _unreachable(per_state: _PerState, actions: _Actions) -> dict[str, int]:
+    """Per channel, the actions of the accounts' states not planned because the borrower has
+    no valid phone or no e-mail address (before re-evaluation and caps, which would not have
+    let some of them through anyway)."""
+    out: Counter[str] = Counter()
+    for sid, st, kind, ch in actions:
+        for a_sid, a_st, reach, n in per_state:
+            if (a_sid, a_st) == (sid, st) and not reaches(reach, kind):
+                out[ch] += n
+    return dict(sorted(out.items()))
 
 
 def _notice_cutoff(ctx: Context, conn: Connection, as_of: date) -> Any:

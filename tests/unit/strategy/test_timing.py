@@ -1,11 +1,22 @@
-"""due_actions: day of week, re-evaluation interval and maximum per period, at their boundaries."""
+"""due_actions: day of week, what is on file, re-evaluation interval and maximum per period, at
+their boundaries."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 from typing import Any
 
-from parley.core.strategy import ActionHistory, action_decisions, due_actions, evaluate
+import pytest
+
+from parley.core.strategy import (
+    EMAIL,
+    PHONE,
+    REACH_ALL,
+    ActionHistory,
+    action_decisions,
+    due_actions,
+    evaluate,
+)
 
 from .factories import AS_OF, account, strategy_with_states
 
@@ -38,6 +49,24 @@ def test_an_action_is_due_only_on_its_days_of_week() -> None:
     [decision] = action_decisions(ev, ActionHistory(), MONDAY + timedelta(days=1))
     assert decision.reason == "not_on_this_weekday"
     assert "tue" in decision.message
+
+
+@pytest.mark.parametrize(("kind", "needs"), [("sms", PHONE), ("call", PHONE), ("email", EMAIL)])
+def test_an_action_needs_its_channel_on_file(kind: str, needs: str) -> None:
+    ev = evaluation_with({}, kind)
+    assert due_actions(ev, ActionHistory(), MONDAY, frozenset({needs})) == ev.actions
+    for on_file in (frozenset(), REACH_ALL - {needs}):
+        assert due_actions(ev, ActionHistory(), MONDAY, on_file) == ()
+        [decision] = action_decisions(ev, ActionHistory(), MONDAY, on_file)
+        assert decision.reason == "unreachable"
+        assert ("phone" if needs == PHONE else "e-mail") in decision.message
+
+
+def test_an_interview_needs_nothing_on_file() -> None:
+    s = strategy_with_states({"name": "any", "condition": {}, "actions": [
+        {"kind": "interview", "mode": "video"}]})
+    ev = evaluate(s, account(), MONDAY)
+    assert due_actions(ev, ActionHistory(), MONDAY, frozenset()) == ev.actions
 
 
 def test_reevaluation_waits_exactly_the_interval_after_the_last_action() -> None:

@@ -75,7 +75,8 @@ def register(app: typer.Typer) -> None:
                                      for (s, c), n in report.by_state_channel.items()],
                 "tasks_assigned": report.tasks_assigned, "tasks_unassigned": report.tasks_unassigned,
                 "tasks_pooled": report.tasks_pooled,
-                "tasks_expired": report.tasks_expired, "seconds": round(report.seconds, 3)})
+                "tasks_expired": report.tasks_expired, "unreachable": report.unreachable,
+                "seconds": round(report.seconds, 3)})
             return
         channels = sorted(report.by_channel)
         table = Table(title=f"Daily run {report.as_of}: {report.accounts} delinquent accounts, "
@@ -94,6 +95,9 @@ def register(app: typer.Typer) -> None:
                       f"{report.tasks_expired} of earlier days expired; arms: "
                       + ", ".join(f"{a} {n}" for a, n in report.by_arm.items())
                       + f"; {report.seconds:.1f} s")
+        if report.unreachable:
+            console.print("not planned, no valid phone or e-mail address on file: "
+                          + ", ".join(f"{ch} {n}" for ch, n in report.unreachable.items()))
 
     @app.command("worker")
     def worker_cmd(

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -48,11 +49,18 @@ class Borrower(Base):
     audit_head: Mapped[str] = mapped_column(String(64), default="")
 
 
+# The partial index of valid phones: a query that wants it says ``p.is_valid`` word for word
+# (SQLite uses a partial index only when the query's condition matches its own).
+VALID_PHONE_WHERE = "is_valid"
+
+
 class BorrowerPhone(Base):
     __tablename__ = "borrower_phone"
     __table_args__ = (
         UniqueConstraint("borrower_id", "e164_index"),
         Index("ix_borrower_phone_e164_index", "e164_index"),
+        Index("ix_borrower_phone_valid", "borrower_id", sqlite_where=text(VALID_PHONE_WHERE),
+              postgresql_where=text(VALID_PHONE_WHERE)),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
