@@ -399,6 +399,33 @@ def test_free_capacity_is_net_of_tasks_still_open_from_earlier_days(ctx: Context
     assert open_now == 3
 
 
+def test_a_call_whose_lease_ended_before_the_day_takes_no_capacity(ctx: Context) -> None:
+    """The open-task rule (OPEN_TASK_SQL) counts the same for capacity as for holding a loan
+    back: a call started on an earlier day and never logged takes its collector's slot only
+    while its lease reaches into the day (Tuesday begins at 16:00 UTC on Monday)."""
+    from sqlalchemy import update
+
+    from parley.store.models.queue import ContactQueueItem as Q
+
+    seed_accounts(ctx, 2, MONDAY, start=1, dpd=lambda i: 45)  # m2: a call each
+    add_staff(ctx, [("ZH1", "zh-Hans,en", "", 2)])
+    assert run_daily(ctx, MONDAY).tasks_assigned == 2
+    tuesday = MONDAY + timedelta(days=1)
+    seed_accounts(ctx, 2, tuesday, start=10, prefix="T", dpd=lambda i: 45)
+
+    def tuesday_after_leasing_until(at: datetime) -> int:
+        with ctx.db.transaction() as c:  # both of Monday's calls started, never logged
+            c.execute(text("DELETE FROM contact_queue WHERE business_date = :d"), {"d": tuesday})
+            c.execute(update(Q).where(Q.channel == "call", Q.business_date == MONDAY)
+                      .values(status="leased", lease_until=at))
+        return run_daily(ctx, tuesday).tasks_assigned
+
+    assert tuesday_after_leasing_until(datetime(2026, 3, 2, 16, 0, tzinfo=UTC)) == 0  # still open
+    # ended before Tuesday: both slots are free for the two new accounts (Monday's loans had
+    # their call Monday, so the re-evaluation interval keeps them out today)
+    assert tuesday_after_leasing_until(datetime(2026, 3, 2, 15, 59, tzinfo=UTC)) == 2
+
+
 def test_champion_challenger_split_is_stable_and_reported_per_arm(ctx: Context) -> None:
     seed_accounts(ctx, 200, MONDAY)
     exp = Experiment("q1", "seed-a", (Arm("default", 70), Arm("challenger", 30)))

@@ -133,8 +133,12 @@ REACH_FULL = sum(REACH_BITS.values())
 # assigned by capacity and skill.
 # Queue statuses that do not count as "an action was taken" for re-evaluation and caps.
 NOT_TAKEN = ("cancelled", "dropped", "expired")
-# Queue statuses of a task still open in a collector's queue.
-OPEN_STATUSES = ("pending", "leased")
+# A collector task (alias q) still open when the day begins (:day_start): pending, or a call
+# started and not yet logged whose lease had not ended by then. It holds back a second task
+# of its kind on the loan and takes a slot of its collector's capacity; a lease that ended
+# before the day does neither.
+OPEN_TASK_SQL = ("q.status IN ('pending', 'leased') "
+                 "AND (q.status = 'pending' OR q.lease_until >= :day_start)")
 
 
 def expire_unassigned_tasks(ctx: Context, as_of: date) -> int:
@@ -537,7 +541,8 @@ def run_daily(
                 nonlocal outcome
                 with conn.begin():
                     _batch_memory(conn)
-                    outcome = _assign_tasks(conn, due, as_of) if tasks else (0, 0)
+                    outcome = (_assign_tasks(conn, due, as_of, _local(ctx.business_zone, as_of, 0))
+                               if tasks else (0, 0))
                 step("assign")
 
             inserted = _write_queue(ctx, conn, as_of, exp, due, bounds, assign, step, crash_point)
@@ -754,8 +759,7 @@ def _load_actions(ctx: Context, conn: Connection, as_of: date, strategies: Seque
     conn.execute(text(
         f"INSERT INTO {T_OPEN.name} (loan_id, kind) SELECT DISTINCT q.loan_id, q.action_kind "
         "FROM contact_queue q JOIN staff_user u ON u.id = q.collector_id AND u.active "
-        f"WHERE q.collector_id IS NOT NULL AND q.status IN {_sql_list(OPEN_STATUSES)} "
-        "AND (q.status = 'pending' OR q.lease_until >= :day_start) "
+        f"WHERE q.collector_id IS NOT NULL AND {OPEN_TASK_SQL} "
         "AND q.business_date < :as_of AND q.loan_id IS NOT NULL"
     ).bindparams(bindparam("as_of", type_=Date), bindparam("day_start", type_=UTCDateTime)),
         {"as_of": as_of, "day_start": _local(ctx.business_zone, as_of, 0)})
@@ -926,14 +930,15 @@ class _Collector:
         return not buckets or bucket in buckets
 
 
-def _collectors(conn: Connection, as_of: date) -> list[_Collector]:
+def _collectors(conn: Connection, as_of: date, day_start: datetime) -> list[_Collector]:
     """Active collectors with their free capacity for ``as_of``: daily capacity less the tasks
-    still open (pending or leased) in their queue from days before ``as_of``. Today's own rows
+    still open in their queue from days before ``as_of`` (``OPEN_TASK_SQL``). Today's own rows
     are not counted, so a re-run of a half-written day assigns exactly as a clean run."""
     open_tasks: dict[str, int] = dict(conn.execute(text(
-        "SELECT collector_id, COUNT(*) FROM contact_queue WHERE collector_id IS NOT NULL "
-        f"AND status IN {_sql_list(OPEN_STATUSES)} AND business_date < :as_of GROUP BY collector_id"
-    ).bindparams(bindparam("as_of", type_=Date)), {"as_of": as_of}).all())
+        "SELECT q.collector_id, COUNT(*) FROM contact_queue q WHERE q.collector_id IS NOT NULL "
+        f"AND {OPEN_TASK_SQL} AND q.business_date < :as_of GROUP BY q.collector_id"
+    ).bindparams(bindparam("as_of", type_=Date), bindparam("day_start", type_=UTCDateTime)),
+        {"as_of": as_of, "day_start": day_start}).all())
     rows = conn.execute(text(
         "SELECT id, COALESCE(agency_id, ''), languages, skills, daily_capacity FROM staff_user "
         "WHERE active AND role IN ('collector', 'agency_collector') AND daily_capacity > 0 "
@@ -994,11 +999,11 @@ def _task_groups(conn: Connection) -> _TaskGroups | None:
     return _TaskGroups(expr, params, values)
 
 
-def _assign_tasks(conn: Connection, due: _Due, as_of: date) -> tuple[int, int]:
+def _assign_tasks(conn: Connection, due: _Due, as_of: date, day_start: datetime) -> tuple[int, int]:
     """Give collector tasks to collectors by free capacity and skill; returns how many were
     assigned and how many went to the shared pool. Every task takes one slot of the day's
     capacity."""
-    collectors = _collectors(conn, as_of)
+    collectors = _collectors(conn, as_of, day_start)
     groups = _task_groups(conn)
     if not collectors or groups is None:
         return 0, 0
