@@ -651,13 +651,18 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
     zone_key = func.coalesce(func.nullif(b.c.declared_timezone, ""),
                              literal_column(str(phone_zones)), literal(""))
     # What the borrower can be reached on: everything, unless listed in T_REACH (usually few
-    # borrowers, so usually not joined at all).
+    # borrowers, so usually not joined at all). Two anti-joins, which PostgreSQL runs as
+    # parallel hash anti-joins (EXISTS in the select list was a probe per borrower: 1.7 s
+    # against 0.7 s at a million); SQLite probes its indexes either way (0.6 s).
     n_short = conn.execute(text(
-        f"INSERT INTO {T_REACH.name} (borrower_id, reach) SELECT id, reach FROM (SELECT b.id, "
-        f"CASE WHEN EXISTS (SELECT 1 FROM borrower_phone p WHERE p.borrower_id = b.id "
-        f"AND p.is_valid) THEN {REACH_BITS[PHONE]} ELSE 0 END + CASE WHEN EXISTS (SELECT 1 FROM "
-        f"borrower_email e WHERE e.borrower_id = b.id) THEN {REACH_BITS[EMAIL]} ELSE 0 END AS reach "
-        f"FROM borrower b) x WHERE reach < {REACH_FULL}")).rowcount
+        f"INSERT INTO {T_REACH.name} (borrower_id, reach) "
+        f"SELECT borrower_id, {REACH_FULL} - SUM(missing) FROM ("
+        f"  SELECT b.id AS borrower_id, {REACH_BITS[PHONE]} AS missing FROM borrower b "
+        "   WHERE NOT EXISTS (SELECT 1 FROM borrower_phone p WHERE p.borrower_id = b.id AND p.is_valid)"
+        "  UNION ALL "
+        f"  SELECT b.id, {REACH_BITS[EMAIL]} FROM borrower b "
+        "   WHERE NOT EXISTS (SELECT 1 FROM borrower_email e WHERE e.borrower_id = b.id)"
+        ") x GROUP BY borrower_id")).rowcount
     reach: ColumnElement[Any] = literal(REACH_FULL)
     frm = (d.join(b, b.c.id == d.c.borrower_id)
            .outerjoin(bal, bal.c.loan_id == d.c.loan_id))
