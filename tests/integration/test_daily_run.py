@@ -255,6 +255,34 @@ def test_postgresql_writes_chunks_in_parallel_and_clears_stages_a_killed_run_lef
     assert keys[0] == keys[1] == report.queued
 
 
+def test_postgresql_stages_no_further_ahead_of_the_writers_than_its_bound(
+        pg_ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Staging runs ahead of slow writers, but never holds more than MAX_STAGED chunks not
+    yet written (the stage tables would otherwise hold a whole day's contacts)."""
+    import threading
+    import time
+
+    from parley.services import daily_run as dr
+
+    seed_accounts(pg_ctx, 40, MONDAY, collectors=1)
+    monkeypatch.setattr(dr, "MAX_STAGED", 3)
+    real, most, lock = dr._insert_chunk, [0], threading.Lock()
+
+    def slow_insert(conn, select_sql, params=None):  # type: ignore[no-untyped-def]
+        with pg_ctx.db.read() as c:
+            staged = c.execute(text("SELECT COUNT(*) FROM pg_tables "
+                                    "WHERE tablename LIKE 'daily_run_stage_%'")).scalar_one()
+        with lock:
+            most[0] = max(most[0], staged)
+        time.sleep(0.05)
+        return real(conn, select_sql, params)
+
+    monkeypatch.setattr(dr, "_insert_chunk", slow_insert)
+    report = run_daily(pg_ctx, MONDAY, chunk_size=2)  # twenty chunks of contacts
+    assert report.inserted == report.queued > 0
+    assert 2 <= most[0] <= 3  # it ran ahead, and no further than the bound
+
+
 def test_accounts_under_an_agreement_or_hold_get_no_action(ctx: Context) -> None:
     seed_accounts(ctx, 3, MONDAY, dpd=lambda i: 10)
     add_agreement(ctx, "LB0000000", "B0000000", "active")

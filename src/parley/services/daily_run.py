@@ -1222,6 +1222,10 @@ def _is_unique_violation(exc: IntegrityError) -> bool:
 # PostgreSQL connections writing queue chunks at once: one per core of the machine this was
 # tuned on; the planning connection computes the next chunk meanwhile.
 WRITERS = 2
+# Staging runs ahead of the writers (so the assignment overlaps their work), but no further
+# than this many chunks not yet written: the stage tables never hold more than about this
+# many chunks' rows, however big the day (at a million accounts, ten chunks, it never waits).
+MAX_STAGED = 12
 _STAGE_PREFIX = "daily_run_stage_"
 
 
@@ -1289,8 +1293,11 @@ def _write_chunks_in_parallel(ctx: Context, conn: Connection,
                                                  bindparam("now", type_=UTCDateTime)), params)
                     pending[pool.submit(write, stage)] = k
                     # no waiting for the writers: staging runs ahead of them, so that what the
-                    # chunk source does next (the assignment) overlaps their work
+                    # chunk source does next (the assignment) overlaps their work; only as far
+                    # as MAX_STAGED
                     settle(block=False)
+                    while len(pending) >= MAX_STAGED:
+                        settle(block=True)
                 while pending:
                     settle(block=True)
             except BaseException:
