@@ -755,10 +755,13 @@ def _collect(
     return out
 
 
-def _existing(conn: Connection, column: Any, hash_column: Any, ids: list[str],
-              *more: Any) -> dict[str, Any]:
-    """{id: hash column} for the ids already stored; with ``more`` columns, {id: (hash
-    column, *more)} from the same look-up.
+def _existing(conn: Connection, column: Any, hash_column: Any, ids: list[str]) -> dict[str, Any]:
+    """{id: hash column} for the ids already stored in key ``column``."""
+    return {k: v[0] for k, v in _stored(conn, column, ids, hash_column).items()}
+
+
+def _stored(conn: Connection, column: Any, ids: list[str], *columns: Any) -> dict[str, tuple[Any, ...]]:
+    """{id: (*columns)} for the ids already stored in key ``column``, in one look-up.
 
     On PostgreSQL the ids go in as one array joined to the table: the planner estimates an
     unnest at 100 rows and probes the primary key, where a long IN list on a table growing
@@ -768,13 +771,13 @@ def _existing(conn: Connection, column: Any, hash_column: Any, ids: list[str],
         return {}
     if conn.dialect.name == "postgresql":
         keys = select(func.unnest(bindparam("ids", type_=ARRAY(String))).column_valued("k")).subquery()
-        stmt = select(column, hash_column, *more).join(keys, keys.c.k == column)
+        stmt = select(column, *columns).join(keys, keys.c.k == column)
         rows = conn.execute(stmt, {"ids": list(ids)}).all()
     else:  # SQLite: likewise one JSON array, probing the key per element (no 999-variable limit)
         each = func.json_each(bindparam("ids", type_=String)).table_valued("value").alias("k")
-        stmt = select(column, hash_column, *more).join(each, each.c.value == column)
+        stmt = select(column, *columns).join(each, each.c.value == column)
         rows = conn.execute(stmt, {"ids": json.dumps(list(ids))}).all()
-    return {r[0]: (tuple(r[1:]) if more else r[1]) for r in rows}
+    return {r[0]: tuple(r[1:]) for r in rows}
 
 
 def _unknown(conn: Connection, column: Any, ids: list[str]) -> set[str]:
@@ -976,7 +979,7 @@ def _import_payments(
 ) -> None:
     loan_ids = _lookup_ids(batch, "loan_id")
     # id -> (currency, disbursed_on), one look-up per chunk
-    loans = _existing(conn, Loan.id, Loan.currency, loan_ids, Loan.disbursed_on)
+    loans = _stored(conn, Loan.id, loan_ids, Loan.currency, Loan.disbursed_on)
     recs: list[PaymentRecord] = []
     for row in batch:
         r = _Row(row, name)
