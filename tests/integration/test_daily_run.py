@@ -574,17 +574,21 @@ def test_parley_run_prints_a_summary_by_state_and_channel(ctx: Context, db_url: 
 
     from parley.faces.cli.main import app
 
-    seed_accounts(ctx, 30, MONDAY)
+    # dpd 10 (m1_late: call, sms, email); borrowers 0 and 1 have no phone, 0 no e-mail either
+    seed_accounts(ctx, 30, MONDAY, dpd=lambda i: 10, reach=lambda i: (i > 1, i > 0))
     monkeypatch.setenv("PARLEY_DATABASE_URL", db_url)
     runner = CliRunner()
     table = runner.invoke(app, ["run", "--as-of", "2026-03-02"])
     assert table.exit_code == 0, table.output
-    assert "Daily run 2026-03-02: 30 delinquent accounts" in table.output
-    assert "m1_late" in table.output and "total" in table.output
+    words = " ".join(table.output.split())  # the title wraps with the table's width
+    assert "Daily run 2026-03-02: 30 delinquent accounts" in words
+    assert "m1_late" in words and "total" in words
+    assert "no valid phone or e-mail address on file: call 2, email 1, sms 2" in words
     again = runner.invoke(app, ["run", "--as-of", "2026-03-02", "--json"])
     data = json.loads(again.stdout)
-    assert data["accounts"] == 30 and data["inserted"] == 0 and data["planned"] > 30
+    assert data["accounts"] == 30 and data["inserted"] == 0 and data["planned"] == 3 * 30 - 5
     assert sum(data["by_channel"].values()) == data["planned"]
+    assert data["unreachable"] == {"call": 2, "email": 1, "sms": 2}
     bad = runner.invoke(app, ["run", "--as-of", "2026-02-30"])
     assert bad.exit_code == 2 and "as-of" in bad.output
 
