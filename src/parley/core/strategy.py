@@ -453,8 +453,8 @@ def action_decisions(
     address); it decides nothing about the state, only which of its actions can be carried out.
 
     Checks run in this order and the first that fails is the reason: day of week, then what
-    the action needs on file (``REACH_NEEDED``), then the re-evaluation interval (due when ``as_of - last >= reevaluate_every_days``), then the
-    maximum per period (the window is the ``days`` days ending on ``as_of``, both ends
+    the action needs on file (``REACH_NEEDED``), then the re-evaluation interval (due when
+    ``as_of - last >= reevaluate_every_days``), then the maximum per period (the window is the ``days`` days ending on ``as_of``, both ends
     included, i.e. ``as_of - days < d <= as_of``). History is counted per action kind.
     """
     out: list[ActionDecision] = []
@@ -477,8 +477,8 @@ def action_decisions(
                     action,
                     False,
                     "unreachable",
-                    f"{action.kind} needs {'a valid phone number' if need == PHONE else 'an e-mail address'}"
-                    " on file",
+                    f"{action.kind} needs "
+                    f"{'a valid phone number' if need == PHONE else 'an e-mail address'} on file",
                 )
             )
         elif (
@@ -1266,8 +1266,8 @@ def _hhmm(minutes: int) -> str:
 
 __all__ = [
     "ACTION_KINDS", "DAYS_OF_WEEK", "INTERVIEW_MODES", "DEFAULT_ENFORCEMENT_OFF_TAGS",
-    "EMAIL", "PHONE", "REACH_ALL", "REACH_NEEDED", "STRATEGY_CHECKS", "AccountSnapshot", "Action", "ActionDecision",
-    "ActionHistory", "Arm", "Condition", "DpdGap", "Evaluation", "Experiment", "Finding",
+    "EMAIL", "PHONE", "REACH_ALL", "REACH_NEEDED", "STRATEGY_CHECKS", "AccountSnapshot",
+    "Action", "ActionDecision", "ActionHistory", "Arm", "Condition", "DpdGap", "Evaluation", "Experiment", "Finding",
     "HourWindow", "MaxPerPeriod", "PredicateResult", "State", "StateMiss", "Strategy", "Timing",
     "action_decisions", "arm_ranges", "assign_arm", "check_strategy", "covers", "due_actions",
     "evaluate", "experiment_bucket", "parse_experiment", "parse_strategy",

@@ -266,8 +266,9 @@ T_HIST = _tmp("tmp_run_hist", Column("loan_id", ID), Column("kind", key_string(2
               Column("business_date", Date), Column("n", Integer))
 # The day's plan per kind of account: each action of a (strategy, state) with its time for a
 # (zone key, jurisdiction), on the channels a reach allows — a few dozen rows, so the
-# accounts meet their actions and times in one probe each (joining the actions, then the times, probed twice per task and cost
-# SQLite three times as long, in the ranking and again in the queue write).
+# accounts meet their actions and times in one probe each (joining the actions, then the
+# times, probed twice per task and cost SQLite three times as long, in the ranking and again
+# in the queue write).
 T_PLAN = _tmp(
     "tmp_run_plan",
     *(Column(c.name, c.type) for c in T_ACTION.columns),
@@ -286,8 +287,8 @@ T_CSLOT = _tmp("tmp_run_cslot", Column("collector_id", ID), Column("slot_no", In
 T_ELIG = _tmp("tmp_run_elig", Column("collector_id", ID, primary_key=True))
 T_FREE = _tmp("tmp_run_free", Column("collector_id", ID, primary_key=True),
               Column("slot_no", Integer, primary_key=True), Column("rn", Integer, index=True))
-_ALL_TMP = (T_FACTS, T_REACH, T_BAL, T_ACCT, T_ACTION, T_HIST, T_OPEN, T_PLAN, T_CALLS, T_CSLOT,
-            T_ELIG, T_FREE)
+_ALL_TMP = (T_FACTS, T_REACH, T_BAL, T_ACCT, T_ACTION, T_HIST, T_OPEN, T_PLAN, T_CALLS,
+            T_CSLOT, T_ELIG, T_FREE)
 
 
 def _drop_tmp(conn: Connection) -> None:
