@@ -173,7 +173,7 @@ def test_resolving_a_complaint_needs_upheld_yes_or_no(web, world: World, upheld:
 
 def test_a_nul_in_a_case_note_is_refused_by_name(collector, world: World) -> None:
     part = post_refused(collector, world, "/cases/L1/notes", {"text": "called\x00back"}, "notes")
-    assert 'data-field="text"' in part and "control characters" in part and "U+0000" in part
+    assert 'data-field="text"' in part and "control characters" in part and "U+0000 at position 7" in part
     web, csrf = collector
     ok = web.post("/cases/L1/notes", data={"text": "line one\r\n\tline two", "csrf_token": csrf})
     assert ok.status_code == 303  # tabs and line breaks are text

@@ -20,3 +20,10 @@ NOT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 def first_not_text(value: str) -> re.Match[str] | None:
     """The first character no text may hold, or None (printable text is checked cheaply)."""
     return None if value.isprintable() else NOT_TEXT.search(value)
+
+
+def not_text_message(found: re.Match[str]) -> str:
+    """What every face says about a character no text may hold (``first_not_text``'s match):
+    which one and where, so the sender can find it."""
+    return (f"must not contain control characters (found U+{ord(found.group()):04X} at "
+            f"position {found.start() + 1}; tab and line breaks are allowed)")

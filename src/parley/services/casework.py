@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session as OrmSession
 
 from parley.adapters.crypto import mask_id_number
 from parley.core.money import format_minor
-from parley.core.text import first_not_text
+from parley.core.text import first_not_text, not_text_message
 from parley.errors import Forbidden, InvalidInput, NotFound
 from parley.services import agreements, appointments, audit, permits
 from parley.services.auth import STAFF_ROLES, Actor
@@ -434,8 +434,7 @@ def refuse_control_characters(value: str | None, *, record: str, field: str) -> 
     typed, only pasted or forged. InvalidInput names the field and the first one found."""
     found = first_not_text(value or "")
     if found:
-        raise InvalidInput(f"must not contain control characters (found U+{ord(found.group()):04X})",
-                           record=record, field=field)
+        raise InvalidInput(not_text_message(found), record=record, field=field)
 
 
 def add_note(ctx: Context, actor: Actor, loan_id: str, text: str) -> int:

@@ -31,7 +31,7 @@ from parley.adapters.records import SourceRow, not_utf8, read_records
 from parley.core.dates import DayCount
 from parley.core.money import MoneyError, parse_minor, parse_rate
 from parley.core.schedule import LoanTerms, RepaymentMethod, schedule_rows
-from parley.core.text import ID, first_not_text
+from parley.core.text import ID, first_not_text, not_text_message
 from parley.errors import InvalidInput, InvalidInputs
 from parley.services.context import Context
 from parley.services.payments import (
@@ -116,11 +116,7 @@ class _Row:
     def plain(self, name: str, value: str) -> str:
         """`value`, refused if it holds a character no text may hold (core.text.NOT_TEXT)."""
         if bad := first_not_text(value):
-            raise self.fail(
-                name,
-                f"contains the character U+{ord(bad.group()):04X} at position {bad.start() + 1}; "
-                "text may hold no control characters other than tab and line breaks",
-            )
+            raise self.fail(name, not_text_message(bad))
         return value
 
     def ident(self, name: str) -> str:

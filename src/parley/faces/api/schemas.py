@@ -14,7 +14,7 @@ from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from parley.core.text import ID_PATTERN, first_not_text
+from parley.core.text import ID_PATTERN, first_not_text, not_text_message
 
 MONEY_PATTERN = r"^[0-9]{1,15}(\.[0-9]{1,4})?$"
 
@@ -58,9 +58,9 @@ def _refuse_not_text(value: Any) -> None:
     if isinstance(value, str):
         found = first_not_text(value)
         if found:
-            raise PydanticCustomError(
-                "control_character", "must not contain control characters (found U+{char})",
-                {"char": f"{ord(found.group()):04X}"})
+            # the message is given whole, so a brace in it must not read as a placeholder
+            raise PydanticCustomError("control_character", "{message}",
+                                      {"message": not_text_message(found)})
     elif isinstance(value, list | tuple | set | frozenset):
         for item in value:
             _refuse_not_text(item)
