@@ -616,9 +616,7 @@ def request_contact_permit(ctx: Context, actor: Actor, loan_id: str, *, channel:
             stored = conn.execute(select(Template.id).where(Template.id == template_id).limit(1)).first()
         if stored is None:
             raise InvalidInput(f"no template {template_id!r}", record="permit", field="template_id")
-    if channel != "call" and text is None and template_id is None:
-        raise InvalidInput(f"a message by {channel} needs non-blank text or a template_id", record="permit",
-                           field="text")
+    # An SMS or e-mail with neither is refused by the permit itself (permits._validate).
     from dataclasses import replace
 
     from parley.services.permits import request_permit
