@@ -793,11 +793,13 @@ class ParleyRun(Run):
         from sqlalchemy import text
 
         self.tp_queued.clear()
+        # Ties broken by the item's key, not its id: the two databases number the daily run's
+        # rows in different orders, and the simulated day must not depend on which one ran.
         with self.ctx.db.read() as conn:
             rows = conn.execute(text(
                 "SELECT id, loan_id, priority FROM contact_queue WHERE business_date <= :d "
                 "AND channel = 'call' AND status = 'pending' AND loan_id IS NOT NULL "
-                "ORDER BY priority, business_date, id"), {"d": day}).all()
+                "ORDER BY priority, business_date, idempotency_key"), {"d": day}).all()
         out = []
         for item_id, loan_id, prio in rows:
             ls = self.loans[loan_id]
@@ -926,13 +928,18 @@ class ParleyRun(Run):
 
     # -- the worker: SMS and e-mail from the daily run's queue ---------------------------------
     def tick_until(self, at: datetime) -> None:
-        from sqlalchemy import text
+        from sqlalchemy import bindparam, text
 
         from parley.services.worker import work_once
+        from parley.store.types import UTCDateTime
 
         channels = {"sms": self.provider, "email": self.provider}
+        # :now typed as the column is: an untyped datetime reached SQLite as '… 10:00:00+00:00',
+        # which sorts before the stored '… 10:00:00.000000', so an item due exactly at a tick
+        # waited for the next one (half an hour late, and only on SQLite).
         due = text("SELECT 1 FROM contact_queue WHERE status IN ('pending', 'leased') "
-                   "AND channel IN ('sms', 'email') AND not_before <= :now LIMIT 1")
+                   "AND channel IN ('sms', 'email') AND not_before <= :now LIMIT 1"
+                   ).bindparams(bindparam("now", type_=UTCDateTime()))
         while self.ticks and self.ticks[0] <= at:
             tick = self.ticks.pop(0)
             self.now(tick)
