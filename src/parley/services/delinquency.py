@@ -1,9 +1,9 @@
 """Days past due for every loan at once, delinquency pauses, and the daily bucket snapshot.
 
 The query is set-based and follows `parley.core.delinquency` exactly: the oldest instalment
-unpaid at the end of `as_of`, minus paused days, zero within grace. One statement per dialect
-because date arithmetic differs; `tests/integration/test_delinquency.py` checks both against
-the pure definition.
+unpaid at the end of `as_of`, minus paused days, zero within grace. One statement, with its
+date arithmetic spelled per dialect; `tests/integration/test_payments_and_delinquency.py`
+checks both against the pure definition.
 """
 
 from __future__ import annotations
@@ -30,36 +30,37 @@ _OLDEST = """CASE WHEN l.last_paid_off_on IS NULL OR l.last_paid_off_on <= :as_o
 # One pass over the loans: the oldest unpaid due date, less the paused days after it (only the
 # few paused loans are aggregated, from the pauses' side), zero within grace. Reading the
 # overdue loans first and joining them back to every loan read the loan table twice and
-# hashed it (a second of the daily run at a million loans).
-_SQLITE = """WITH paused AS (
+# hashed it (a second of the daily run at a million loans). Only the date arithmetic differs
+# between the dialects (``_DATES``).
+_DPD = """WITH paused AS (
   SELECT p.loan_id,
-         SUM(MAX(0, julianday(MIN(date(:as_of, '+1 day'), p.end_on)) - julianday(MAX(date(({oldest}), '+1 day'), p.start_on)))) AS days
+         SUM({greatest}(0, {day_span})) AS days
   FROM delinquency_pause p JOIN loan l ON l.id = p.loan_id
-  WHERE ({oldest}) < :as_of
+  WHERE ({oldest}) < {as_of}
   GROUP BY p.loan_id
 )
 SELECT o.loan_id, o.borrower_id,{outer_columns}
-       CASE WHEN o.due_on < :as_of
-             AND CAST(julianday(:as_of) - julianday(o.due_on) AS INTEGER) - CAST(COALESCE(pz.days, 0) AS INTEGER) > :grace
-            THEN CAST(julianday(:as_of) - julianday(o.due_on) AS INTEGER) - CAST(COALESCE(pz.days, 0) AS INTEGER)
-            ELSE 0 END AS days_past_due
+       CASE WHEN o.due_on < {as_of} AND {days} > :grace THEN {days} ELSE 0 END AS days_past_due
 FROM (SELECT l.id AS loan_id, l.borrower_id AS borrower_id,{inner_columns} {oldest} AS due_on FROM loan l{inner_where}) o
 LEFT JOIN paused pz ON pz.loan_id = o.loan_id"""
 
-_POSTGRES = """WITH paused AS (
-  SELECT p.loan_id,
-         SUM(GREATEST(0, LEAST(CAST(:as_of AS DATE) + 1, p.end_on) - GREATEST(({oldest}) + 1, p.start_on))) AS days
-  FROM delinquency_pause p JOIN loan l ON l.id = p.loan_id
-  WHERE ({oldest}) < CAST(:as_of AS DATE)
-  GROUP BY p.loan_id
-)
-SELECT o.loan_id, o.borrower_id,{outer_columns}
-       CASE WHEN o.due_on < CAST(:as_of AS DATE)
-             AND (CAST(:as_of AS DATE) - o.due_on) - CAST(COALESCE(pz.days, 0) AS INTEGER) > :grace
-            THEN (CAST(:as_of AS DATE) - o.due_on) - CAST(COALESCE(pz.days, 0) AS INTEGER)
-            ELSE 0 END AS days_past_due
-FROM (SELECT l.id AS loan_id, l.borrower_id AS borrower_id,{inner_columns} {oldest} AS due_on FROM loan l{inner_where}) o
-LEFT JOIN paused pz ON pz.loan_id = o.loan_id"""
+# Per dialect: :as_of as a date, the larger of two numbers, the paused days of pause p after
+# the oldest due date ({oldest}) up to the end of :as_of, and the days since the oldest due
+# date less those paused.
+_DATES = {
+    "sqlite": {
+        "as_of": ":as_of",
+        "greatest": "MAX",
+        "day_span": "julianday(MIN(date(:as_of, '+1 day'), p.end_on)) - julianday(MAX(date(({oldest}), '+1 day'), p.start_on))",
+        "days": "CAST(julianday(:as_of) - julianday(o.due_on) AS INTEGER) - CAST(COALESCE(pz.days, 0) AS INTEGER)",
+    },
+    "postgresql": {
+        "as_of": "CAST(:as_of AS DATE)",
+        "greatest": "GREATEST",
+        "day_span": "LEAST(CAST(:as_of AS DATE) + 1, p.end_on) - GREATEST(({oldest}) + 1, p.start_on)",
+        "days": "(CAST(:as_of AS DATE) - o.due_on) - CAST(COALESCE(pz.days, 0) AS INTEGER)",
+    },
+}
 
 
 def bucket_case(scheme: BucketScheme, column: str = "days_past_due") -> str:
@@ -85,16 +86,21 @@ def dpd_sql(conn: Connection, scheme: BucketScheme, loan_columns: tuple[str, ...
     with days past due above zero (the daily run's accounts)."""
     if not set(loan_columns) <= LOAN_COLUMNS:
         raise ValueError(f"not a loan column to carry: {sorted(set(loan_columns) - LOAN_COLUMNS)}")
-    pg = conn.dialect.name == "postgresql"
-    base = (_POSTGRES if pg else _SQLITE).replace(
-        "{oldest}", _OLDEST.replace(":as_of", "CAST(:as_of AS DATE)") if pg else _OLDEST).replace(
-        "{inner_columns}", "".join(f" l.{c} AS {c}," for c in loan_columns)).replace(
-        "{outer_columns}", "".join(f" o.{c} AS {c}," for c in loan_columns))
+    dates = _DATES["postgresql" if conn.dialect.name == "postgresql" else "sqlite"]
+    as_of = dates["as_of"]
     # overdue_only: a first cut on the loan row's own columns, which the planner has statistics
     # for (it guessed a ninth of the loans through the CASE, and probed the borrowers one by one)
-    as_of = "CAST(:as_of AS DATE)" if pg else ":as_of"
-    base = base.replace("{inner_where}", (
-        f" WHERE l.oldest_unpaid_due_on < {as_of} OR l.last_paid_off_on > {as_of}" if overdue_only else ""))
+    parts = {
+        **dates,
+        "inner_columns": "".join(f" l.{c} AS {c}," for c in loan_columns),
+        "outer_columns": "".join(f" o.{c} AS {c}," for c in loan_columns),
+        "inner_where": (f" WHERE l.oldest_unpaid_due_on < {as_of} OR l.last_paid_off_on > {as_of}"
+                        if overdue_only else ""),
+    }
+    base = _DPD
+    for name, value in parts.items():
+        base = base.replace("{" + name + "}", value)
+    base = base.replace("{oldest}", _OLDEST.replace(":as_of", as_of))  # also inside day_span
     extra = "".join(f", d.{c}" for c in loan_columns)
     return (f"SELECT d.loan_id, d.borrower_id, d.days_past_due, "
             f"{bucket_case(scheme, 'd.days_past_due')} AS bucket{extra} FROM ({base}) d"
