@@ -471,7 +471,8 @@ def action_decisions(
                     f"{action.kind} runs on {','.join(t.days_of_week)}; {as_of} is a {weekday}",
                 )
             )
-        elif (need := REACH_NEEDED.get(action.kind)) is not None and need not in reach:
+        elif not reachable(action.kind, reach):
+            need = REACH_NEEDED[action.kind]
             out.append(
                 ActionDecision(
                     action,
@@ -516,6 +517,12 @@ def action_decisions(
         else:
             out.append(ActionDecision(action, True, "due", f"{action.kind} is due"))
     return tuple(out)
+
+
+def reachable(kind: str, on_file: frozenset[str]) -> bool:
+    """Whether an action of ``kind`` can be carried out with ``on_file`` (``PHONE``, ``EMAIL``)."""
+    need = REACH_NEEDED.get(kind)
+    return need is None or need in on_file
 
 
 def due_actions(evaluation: Evaluation, history: ActionHistory, as_of: date,
@@ -1271,5 +1278,5 @@ __all__ = [
     "HourWindow", "MaxPerPeriod", "PredicateResult", "State", "StateMiss", "Strategy", "Timing",
     "action_decisions", "arm_ranges", "assign_arm", "check_strategy", "covers", "due_actions",
     "evaluate", "experiment_bucket", "parse_experiment", "parse_strategy",
-    "predicate_results",
+    "predicate_results", "reachable",
 ]  # fmt: skip

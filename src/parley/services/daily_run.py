@@ -90,11 +90,11 @@ from sqlalchemy.sql.elements import ColumnElement
 from parley.core.strategy import (
     EMAIL,
     PHONE,
-    REACH_NEEDED,
     Action,
     Experiment,
     Strategy,
     experiment_bucket,
+    reachable,
 )
 from parley.errors import InvalidInput
 from parley.services import agreements
@@ -527,8 +527,8 @@ def run_daily(
                 actions = [(str(sid), str(st), str(kind), str(ch)) for sid, st, kind, ch in
                            conn.execute(text("SELECT strategy_id, state, kind, channel "
                                              f"FROM {T_ACTION.name}")).all()]
-                by_sc_rows = _planned_counts(conn, due, per_state, actions)
-                unreachable = _unreachable(per_state, actions)
+                reachable_counts, unreachable = _count_by_reach(per_state, actions)
+                by_sc_rows = _planned_counts(conn, due, reachable_counts)
                 planned = sum(int(r[2]) for r in by_sc_rows)
                 bounds = _chunk_bounds(conn, chunk_size)
                 step("plan")
@@ -735,9 +735,9 @@ def _action_rows(as_of: date, strategies: Sequence[Strategy]) -> list[dict[str, 
 
 
 def reaches(reach: int, kind: str) -> bool:
-    """Whether an account with ``reach`` (``REACH_BITS``) can be given an action of ``kind``."""
-    need = REACH_NEEDED.get(kind)
-    return need is None or bool(reach & REACH_BITS[need])
+    """Whether an account with ``reach`` (``REACH_BITS``) can be given an action of ``kind``:
+    the core's rule, read off the bits."""
+    return reachable(kind, frozenset(c for c, bit in REACH_BITS.items() if reach & bit))
 
 
 def _target(a: Action) -> str:
@@ -853,34 +853,33 @@ _PerState = list[tuple[str | None, str | None, int, int]]  # (strategy, state, r
 _Actions = list[tuple[str, str, str, str]]  # (strategy, state, kind, channel)
 
 
-def _planned_counts(conn: Connection, due: _Due, per_state: _PerState,
-                    actions: _Actions) -> list[tuple[str, str, int]]:
+def _count_by_reach(per_state: _PerState,
+                    actions: _Actions) -> tuple[Counter[tuple[str, str]], dict[str, int]]:
+    """The accounts' actions before re-evaluation and caps: per (state, channel) those the
+    borrowers can be reached for, and per channel those they cannot (no valid phone, no e-mail
+    address: the report's ``unreachable``)."""
+    reached: Counter[tuple[str, str]] = Counter()
+    missed: Counter[str] = Counter()
+    for sid, st, kind, ch in actions:
+        for a_sid, a_st, reach, n in per_state:
+            if (a_sid, a_st) == (sid, st):
+                if reaches(reach, kind):
+                    reached[(st, ch)] += n
+                else:
+                    missed[ch] += n
+    return reached, dict(sorted(missed.items()))
+
+
+def _planned_counts(conn: Connection, due: _Due,
+                    reached: Counter[tuple[str, str]]) -> list[tuple[str, str, int]]:
     """(state, channel, items) the run plans. Without history to filter by, that is just the
-    accounts per (strategy, state, reach) times the state's actions on the channels the reach
-    allows, so the big join is not run twice."""
+    reachable actions of the accounts (``_count_by_reach``), so the big join is not run twice."""
     if due.where == "1 = 1":
-        out: Counter[tuple[str, str]] = Counter()
-        for sid, st, kind, ch in actions:
-            for a_sid, a_st, reach, n in per_state:
-                if (a_sid, a_st) == (sid, st) and reaches(reach, kind):
-                    out[(st, ch)] += n
-        return [(st, ch, n) for (st, ch), n in sorted(out.items())]
+        return [(st, ch, n) for (st, ch), n in sorted(reached.items())]
     rows = conn.execute(text(
         f"SELECT t.state, a.channel, COUNT(*) {due.from_} WHERE {due.where} "
         "GROUP BY t.state, a.channel")).all()
     return [(str(s), str(c), int(n)) for s, c, n in rows]
-
-
-def _unreachable(per_state: _PerState, actions: _Actions) -> dict[str, int]:
-    """Per channel, the actions of the accounts' states not planned because the borrower has
-    no valid phone or no e-mail address (before re-evaluation and caps, which would not have
-    let some of them through anyway)."""
-    out: Counter[str] = Counter()
-    for sid, st, kind, ch in actions:
-        for a_sid, a_st, reach, n in per_state:
-            if (a_sid, a_st) == (sid, st) and not reaches(reach, kind):
-                out[ch] += n
-    return dict(sorted(out.items()))
 
 
 def _notice_cutoff(ctx: Context, conn: Connection, as_of: date) -> Any:
