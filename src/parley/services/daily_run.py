@@ -1205,9 +1205,7 @@ def _insert_chunk(conn: Connection, select_sql: str, params: dict[str, Any] | No
     against 5.6 s). A re-run's chunk stops at its first existing key (rows come in no set
     order, so at worst it is written twice)."""
     def run(on_conflict: str) -> int:
-        sql = text(f"INSERT INTO contact_queue ({_QUEUE_COLS}) {select_sql}{on_conflict}").bindparams(
-            *(bindparam(k, type_=t) for k, t in (("as_of", Date), ("now", UTCDateTime))
-              if k in (params or {})))
+        sql = _insert_rows("contact_queue", select_sql + on_conflict, params or {})
         with conn.begin():
             _batch_memory(conn)
             return max(int(conn.execute(sql, params or {}).rowcount or 0), 0)
@@ -1218,6 +1216,13 @@ def _insert_chunk(conn: Connection, select_sql: str, params: dict[str, Any] | No
         if not _is_unique_violation(exc):
             raise
     return run(_ON_CONFLICT)
+
+
+def _insert_rows(table: str, select_sql: str, params: dict[str, Any]) -> Any:
+    """``INSERT INTO table (queue columns) select_sql``, its day and time bound as the queue's
+    column types (those of them the chunk's parameters carry)."""
+    return text(f"INSERT INTO {table} ({_QUEUE_COLS}) {select_sql}").bindparams(
+        *(bindparam(k, type_=t) for k, t in (("as_of", Date), ("now", UTCDateTime)) if k in params))
 
 
 def _is_unique_violation(exc: IntegrityError) -> bool:
@@ -1295,9 +1300,7 @@ def _write_chunks_in_parallel(ctx: Context, conn: Connection,
                         conn.execute(text(f"CREATE UNLOGGED TABLE {stage} AS SELECT {_QUEUE_COLS} "
                                           "FROM contact_queue WITH NO DATA"))
                         staged.append(stage)
-                        conn.execute(text(f"INSERT INTO {stage} ({_QUEUE_COLS}) {select_sql}")
-                                     .bindparams(bindparam("as_of", type_=Date),
-                                                 bindparam("now", type_=UTCDateTime)), params)
+                        conn.execute(_insert_rows(stage, select_sql, params), params)
                     pending[pool.submit(write, stage)] = k
                     # no waiting for the writers: staging runs ahead of them, so that what the
                     # chunk source does next (the assignment) overlaps their work; only as far
