@@ -429,6 +429,17 @@ def due_dates(first: date, frequency: Frequency, count: int) -> tuple[date, ...]
     return tuple(first + timedelta(days=14 * k) for k in range(count))
 
 
+def last_due_date(first: date, frequency: Frequency, count: int) -> date | None:
+    """The last of ``due_dates(first, frequency, count)`` without listing them; None when it
+    falls after 9999-12-31."""
+    try:
+        if frequency is Frequency.MONTHLY:
+            return add_months(first, count - 1)
+        return first + timedelta(days=14 * (count - 1))
+    except (ValueError, OverflowError):
+        return None
+
+
 def split_evenly(total: int, count: int, minimum: int) -> tuple[int, ...]:
     """`count` amounts summing to `total`: all but the last equal r = max(ceil(total/count),
     minimum) (capped so that the last stays positive), the last takes what remains."""
@@ -545,16 +556,20 @@ def _spread(
         )
     count = -(-total // offer.amount)
     latest = add_months(as_of, policy.max_term_months)
-    dates = due_dates(offer.first_payment_on, offer.frequency, count)
-    if dates[-1] > latest:
+    # the last date first: a small offer against a large debt is a count in the millions,
+    # past the calendar's end, and only a plan within the term has its dates listed
+    last = last_due_date(offer.first_payment_on, offer.frequency, count)
+    if last is None or last > latest:
         return Infeasible(
             key,
             "term_too_long",
             f"at {_money(offer.amount, currency)} {offer.frequency.per}, "
-            f"{_money(total, currency)} takes {count} instalments, the last on {dates[-1]}; "
-            f"this policy allows plans of up to {policy.max_term_months} months "
+            f"{_money(total, currency)} takes {count} instalments"
+            + (f", the last on {last}" if last is not None else "")
+            + f"; this policy allows plans of up to {policy.max_term_months} months "
             f"(ending by {latest})",
         )
+    dates = due_dates(offer.first_payment_on, offer.frequency, count)
     amounts = split_evenly(total, count, minimum)
     insts = tuple(PlannedInstallment(n, d, a) for n, (d, a) in enumerate(zip(dates, amounts, strict=True), 1))
     return Plan(key, kind, scope, offer.frequency, basis, waived, total, insts, approval)

@@ -152,3 +152,19 @@ def test_typed_instalments_must_sum_to_the_agreed_total() -> None:
     assert e.value.field == "installments" and "4000.00, not the agreed 4600.00" in e.value.message
     ok = custom_plan(base, [(FIRST, 260_000), (date(2026, 4, 9), 200_000)], default_policy(), "CNY", AS_OF)
     assert ok.total == 460_000 and ok.key == "installment_plan/arrears/custom"
+
+
+@pytest.mark.parametrize("frequency", ["monthly", "fortnightly"])
+def test_a_small_offer_against_a_large_debt_is_too_long_a_plan_not_a_crash(frequency: str) -> None:
+    """At the minimum instalment (1.00 here) a debt of 100 million takes 100 million payments:
+    the last would fall after the year 9999 (it raised ValueError, and listing them all took
+    seconds). Found by hypothesis in test_properties."""
+    big = debt(Components(10_000_000_000), upcoming=0)
+    q = quote(big, offer(100, frequency), default_policy(min_installment={"CNY": "1.00"}))
+    msg = {i.key: i.message for i in q.infeasible}["installment_plan/arrears"]
+    assert msg.startswith("at 1.00 per ") and "takes 100000000 instalments;" in msg
+    assert "the last on" not in msg and "up to 12 months" in msg
+    near = quote(debt(Components(100_000), upcoming=0), offer(100, frequency),
+                 default_policy(min_installment={"CNY": "1.00"}))
+    assert "takes 1000 instalments, the last on" in {i.key: i.message for i in near.infeasible}[
+        "installment_plan/arrears"]
