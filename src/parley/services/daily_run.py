@@ -703,6 +703,14 @@ def _load_accounts(ctx: Context, conn: Connection, as_of: date, strategies: Sequ
         ["loan_id", "borrower_id", "dpd", "bucket", "language", "jurisdiction", "zone_key",
          "agency_id", "strategy_id", "state", "reach"], sel), {**ap, "grace": ctx.settings.grace_days})
     _index_loans(conn, T_ACCT, everywhere=True)
+    if conn.dialect.name == "sqlite":
+        # The accounts by kind, covering what the ranking reads: the ranking (led by the plan)
+        # built it anyway, as an automatic index, and the counts per (strategy, state, reach)
+        # walk it in order instead of sorting a million rows (SQLite, a million accounts:
+        # index 1.9 s, counts 0.8 s -> 0.05 s, ranking 3.2 -> 1.5 s). PostgreSQL hash-joins.
+        conn.execute(text(
+            f"CREATE INDEX ix_tmp_run_acct_kind ON {T_ACCT.name} (strategy_id, state, reach, "
+            "zone_key, jurisdiction, loan_id, language, bucket, agency_id)"))
 
 
 def _in_order(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -728,8 +736,9 @@ class _AccountProfile:
     def read(cls, conn: Connection) -> _AccountProfile:
         """PostgreSQL answers all three in one hash aggregate over the accounts (three
         statements cost twice as long at a million). SQLite has no hash aggregate: a GROUP BY
-        sorts every row (2.4 s for these eight keys), while a DISTINCT keeps only the distinct
-        ones, so there the counts and the two sets are read apart (0.9 s in all)."""
+        over these eight keys sorts every row (2.4 s), while the counts alone walk the
+        accounts' kind index in order and a DISTINCT keeps only the distinct rows, so there
+        they are read apart (0.1 s in all)."""
         acct = T_ACCT.name
         if conn.dialect.name == "sqlite":
             return cls(
