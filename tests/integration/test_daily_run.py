@@ -3,6 +3,7 @@ idempotent, and the same after a crash and a re-run as after one clean run."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -761,21 +762,29 @@ def test_a_loan_gets_no_new_collector_task_while_one_is_open_in_an_active_collec
 
 def test_each_groups_ranking_stops_at_a_cut_and_ranks_as_if_it_had_read_every_task(
         ctx: Context) -> None:
-    """The ranking reads each group's tasks only up to a cut estimated from the first chunk of
-    accounts (``_rank_tasks``); small chunks make it cut here. The queue must be the one a
-    ranking of every task gives: on a first day, and on a day when the first chunk's loans
-    have no history and the next ones do, so the estimate is far too high, the cut falls
-    where only the first chunk still has tasks, and the groups it cut short are ranked again
-    whole (the loans past the cut, without history, have tasks that rank in)."""
+    """The ranking reads each group's tasks only up to a cut estimated from a sample, the
+    first account of every chunk here (``_rank_cuts``); small chunks make it cut. The queue
+    must be the one a ranking of every task gives:
+
+    - on a first day where the sample sees only a later tier (its borrowers in Urumqi) and a
+      few unsampled borrowers far down the loans (in Shanghai) rank before all of them: the
+      cut must take every better tier whole;
+    - on a day when the sampled loans have no history and the loans around them do, so the
+      estimate is far too high and the cut falls where few tasks are left: the groups it cut
+      short are ranked again whole (the loans past the cut, without history, rank in)."""
     seed_accounts(ctx, 150, MONDAY, dpd=lambda i: (10, 45, 70)[i % 3])
     add_staff(ctx, [("ALL", "zh-Hans,zh-Hant,en", "", 4)])
-    with ctx.db.transaction() as c:  # one language: a group is a bucket. The first chunk's
-        # borrowers in Urumqi, so their tasks come later in the day, a tier below the rest:
-        # the estimate sees only that tier, and the cut must still take every better one.
+    sampled = [i for i in range(150) if i % 7 == 0]  # each chunk's first, at 7 a chunk
+    early = (100, 101, 102, 103, 104, 106)  # not sampled, past every cut
+
+    def ids(prefix: str, nums: Iterable[int]) -> str:
+        return ", ".join(f"'{prefix}{i:07d}'" for i in nums)
+
+    with ctx.db.transaction() as c:  # one language: a group is a bucket
         c.execute(text("UPDATE borrower SET preferred_language = 'zh-Hans', "
-                       "declared_timezone = 'Asia/Shanghai'"))
-        c.execute(text("UPDATE borrower SET declared_timezone = 'Asia/Urumqi' "
-                       "WHERE id < 'B0000007'"))
+                       "declared_timezone = 'Asia/Urumqi'"))
+        c.execute(text("UPDATE borrower SET declared_timezone = 'Asia/Shanghai' "
+                       f"WHERE id IN ({ids('B', early)})"))
 
     def plan(day: date, chunk_size: int) -> tuple[tuple[int, int, int], list[tuple]]:
         report = run_daily(ctx, day, chunk_size=chunk_size)
@@ -787,18 +796,21 @@ def test_each_groups_ranking_stops_at_a_cut_and_ranks_as_if_it_had_read_every_ta
 
     whole = plan(MONDAY, 10_000)
     assert whole[0][2] > whole[0][0] > 0  # more tasks than room: there is something to cut
+    taken = {r[2] for r in whole[1] if r[7] == "call"}
+    assert taken & {f"LB{i:07d}" for i in early}  # the early ones rank in
     assert plan(MONDAY, 7) == whole
     with ctx.db.transaction() as c:  # Monday, every task queued and worked, is the history...
         c.execute(text("UPDATE staff_user SET daily_capacity = 1000"))
     run_daily(ctx, MONDAY)
-    with ctx.db.transaction() as c:  # ...of loans 7..60 only
+    with ctx.db.transaction() as c:  # ...of the unsampled loans before the 100th only
         c.execute(text("UPDATE contact_queue SET status = 'done'"))
-        c.execute(text("DELETE FROM contact_queue WHERE loan_id < 'LB0000007' "
-                       "OR loan_id > 'LB0000060'"))
+        c.execute(text(f"DELETE FROM contact_queue WHERE loan_id IN ({ids('LB', sampled)}) "
+                       "OR loan_id >= 'LB0000100'"))
         c.execute(text("UPDATE staff_user SET daily_capacity = 4"))
         c.execute(text("UPDATE borrower SET declared_timezone = 'Asia/Shanghai'"))  # one tier
     tuesday = MONDAY + timedelta(days=1)
     whole = plan(tuesday, 10_000)
     assert whole[0][2] > whole[0][0] > 0
-    assert {r[2] for r in whole[1] if r[7] == "call"} & {f"LB{i:07d}" for i in range(61, 150)}
+    # calls reach past the cuts (the first samples' chunks: loans 0-20)
+    assert {r[2] for r in whole[1] if r[7] == "call"} & {f"LB{i:07d}" for i in range(21, 150)}
     assert plan(tuesday, 7) == whole

@@ -26,7 +26,8 @@ SQLite and PostgreSQL, never a Python loop per account:
    bucket, agency), scarcest group first, tasks ranked by (tier, loan) are matched to the
    eligible collectors' free capacity slots, round-robin (``ROW_NUMBER`` on both sides,
    joined on the rank). A group's ranking reads its tasks only up to a cut estimated from
-   the first chunk of accounts, and again whole if that proves short (``_rank_tasks``).
+   a sample of every chunk of accounts, and again whole if that proves short
+   (``_rank_tasks``).
    Free capacity is the daily capacity less the tasks still open in the
    collector's queue from earlier days, so a backlog is worked before new work arrives. As
    many again as were assigned, the best-ranked of the rest, go to the shared pool for
@@ -63,7 +64,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import pairwise
-from math import ceil
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -1085,7 +1085,7 @@ class _Chunks:
 # cut (see _rank_cuts). Every task past the capacity is sorted for nothing; a cut that proves
 # too short costs its group a second ranking. Counting alone errs by about 2 % at a million
 # (a group's tier holds thousands of the sample's 100,000 accounts); the rest is for loans
-# unlike the first chunk's (other history, another mix).
+# unlike the sampled ones (other history, another mix).
 RANK_MARGIN = 1.1
 
 
@@ -1145,33 +1145,49 @@ def _rank_groups(conn: Connection, due: _Due, groups: _TaskGroups, cap: int,
 
 def _rank_cuts(conn: Connection, due: _Due, groups: _TaskGroups, cap: int,
                chunks: _Chunks) -> dict[int, tuple[int, str | None]]:
-    """Where each group's ranking can stop, estimated from the first chunk of accounts (an
-    index range, a tenth of the join at a million): its tasks per tier, history filters
-    applied, scaled to all the accounts. The cut is the tier at which the estimate passes
-    ``RANK_MARGIN`` × ``cap``, and within it the chunk bound by which it does, the chunks
-    being equal slices of the accounts in loan order. Groups the sample does not reach, or
-    whose estimate stays under the margin, are not cut. Nothing on a day of one or two
-    chunks: the whole ranking is small."""
+    """Where each group's ranking can stop, estimated from a sample: the first tenth of every
+    chunk of accounts (index ranges, a tenth of the join), its tasks counted per group, tier
+    and chunk, history filters applied, and scaled to the chunk. The cut is the tier at which
+    a group's estimate passes ``RANK_MARGIN`` × ``cap``, and within it the bound of the chunk
+    by which it does. Sampling every chunk follows a book whose groups are not spread evenly
+    over the loan ids (ids sorted by age put the most overdue loans first). Groups the sample
+    does not reach, or whose estimate stays under the margin, are not cut. Nothing on a day of
+    one or two chunks: the whole ranking is small."""
     if len(chunks.bounds) < 2:
         return {}
-    scale = chunks.accounts / chunks.size
-    sample: dict[int, list[tuple[int, int]]] = {}
-    for gid, tier, n in conn.execute(text(
-            f"SELECT {groups.sql}, a.tier, COUNT(*) {due.from_} WHERE t.loan_id <= :last "
-            f"AND a.channel IN {_sql_list(COLLECTOR_CHANNELS)} AND {due.where} "
-            "GROUP BY 1, 2"),
-            {**groups.params, "last": chunks.bounds[0]}):
-        sample.setdefault(int(gid), []).append((int(tier), int(n)))
+    step = text(f"SELECT loan_id FROM {T_ACCT.name} WHERE loan_id > :after AND state IS NOT NULL "
+                "ORDER BY loan_id LIMIT 1 OFFSET :skip")
+
+    def count(upto: bool) -> Any:  # a plain range for the index: no "or no upper bound"
+        return text(
+            f"SELECT {groups.sql}, a.tier, COUNT(*) {due.from_} WHERE t.loan_id > :lo "
+            + ("AND t.loan_id <= :hi " if upto else "")
+            + f"AND a.channel IN {_sql_list(COLLECTOR_CHANNELS)} AND {due.where} GROUP BY 1, 2")
+    per = max(1, chunks.size // 10)
+    # est[gid][tier][chunk]: the group's tasks of that tier in that chunk
+    est: dict[int, dict[int, dict[int, float]]] = {}
+    for c, lo in enumerate(["", *chunks.bounds]):  # "" is below every id; the last chunk may be empty
+        size = chunks.size if c < len(chunks.bounds) else chunks.accounts - c * chunks.size
+        if size <= 0:
+            break
+        hi = conn.execute(step, {"after": lo, "skip": per - 1}).scalar() if per < size else None
+        scale = size / per if hi is not None else 1.0
+        for gid, tier, n in conn.execute(count(hi is not None), {**groups.params, "lo": lo, "hi": hi}):
+            est.setdefault(int(gid), {}).setdefault(int(tier), {})[c] = int(n) * scale
     want = cap * RANK_MARGIN
     cuts: dict[int, tuple[int, str | None]] = {}
-    for gid, tiers in sample.items():
+    for gid, tiers in est.items():
         before = 0.0
-        for tier, n in sorted(tiers):
-            if before + n * scale >= want:
-                k = ceil((want - before) / n)  # chunks of this tier's loans it takes
-                cuts[gid] = (tier, chunks.bounds[k - 1] if k < len(chunks.bounds) else None)
-                break
-            before += n * scale
+        for tier in sorted(tiers):
+            if before + sum(tiers[tier].values()) < want:
+                before += sum(tiers[tier].values())
+                continue
+            for c in sorted(tiers[tier]):
+                before += tiers[tier][c]
+                if before >= want:
+                    cuts[gid] = (tier, chunks.bounds[c] if c < len(chunks.bounds) else None)
+                    break
+            break
     return cuts
 
 
