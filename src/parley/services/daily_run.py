@@ -967,16 +967,24 @@ def _recheck_off(ctx: Context, conn: Connection, as_of: date) -> None:
 
 def _chunk_bounds(conn: Connection, chunk_size: int) -> list[str]:
     """Loan ids splitting the accounts with a state into chunks of ``chunk_size`` accounts:
-    each the ``chunk_size``-th after the last, stepped along the loan_id index (numbering every
-    account in a window sorted them all again, four times slower)."""
-    step = text(f"SELECT loan_id FROM {T_ACCT.name} WHERE loan_id > :after AND state IS NOT NULL "
-                "ORDER BY loan_id LIMIT 1 OFFSET :skip")
+    each the ``chunk_size``-th after the last."""
     bounds: list[str] = []
-    after = ""  # below every id (ids are non-empty)
-    while (row := conn.execute(step, {"after": after, "skip": chunk_size - 1}).first()) is not None:
-        after = row[0]
-        bounds.append(after)
+    bound = _nth_loan_after(conn, "", chunk_size)  # "" is below every id (ids are non-empty)
+    while bound is not None:
+        bounds.append(bound)
+        bound = _nth_loan_after(conn, bound, chunk_size)
     return bounds
+
+
+def _nth_loan_after(conn: Connection, after: str, n: int) -> str | None:
+    """The loan id of the ``n``-th account with a state after loan ``after``, stepped along the
+    loan_id index (numbering every account in a window sorted them all again, four times
+    slower); None when fewer are left."""
+    return conn.execute(_NTH_LOAN, {"after": after, "skip": n - 1}).scalar()
+
+
+_NTH_LOAN = text(f"SELECT loan_id FROM {T_ACCT.name} WHERE loan_id > :after AND state IS NOT NULL "
+                 "ORDER BY loan_id LIMIT 1 OFFSET :skip")
 
 
 @dataclass(frozen=True, slots=True)
@@ -1155,9 +1163,6 @@ def _rank_cuts(conn: Connection, due: _Due, groups: _TaskGroups, cap: int,
     one or two chunks: the whole ranking is small."""
     if len(chunks.bounds) < 2:
         return {}
-    step = text(f"SELECT loan_id FROM {T_ACCT.name} WHERE loan_id > :after AND state IS NOT NULL "
-                "ORDER BY loan_id LIMIT 1 OFFSET :skip")
-
     def count(upto: bool) -> Any:  # a plain range for the index: no "or no upper bound"
         return text(
             f"SELECT {groups.sql}, a.tier, COUNT(*) {due.from_} WHERE t.loan_id > :lo "
@@ -1170,7 +1175,7 @@ def _rank_cuts(conn: Connection, due: _Due, groups: _TaskGroups, cap: int,
         size = chunks.size if c < len(chunks.bounds) else chunks.accounts - c * chunks.size
         if size <= 0:
             break
-        hi = conn.execute(step, {"after": lo, "skip": per - 1}).scalar() if per < size else None
+        hi = _nth_loan_after(conn, lo, per) if per < size else None
         scale = size / per if hi is not None else 1.0
         for gid, tier, n in conn.execute(count(hi is not None), {**groups.params, "lo": lo, "hi": hi}):
             est.setdefault(int(gid), {}).setdefault(int(tier), {})[c] = int(n) * scale
