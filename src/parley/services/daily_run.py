@@ -516,8 +516,7 @@ def run_daily(
                 _load_actions(ctx, conn, as_of, strategies, profile)
                 step("actions")
                 due = _due_sql(conn)
-                per_state = [(sid, st, int(reach or 0), int(n)) for sid, st, reach, n in
-                             profile.per_state]
+                per_state = profile.per_state
                 state_counts: Counter[str] = Counter()
                 arm_counts: Counter[str] = Counter()
                 for sid, st, _reach, n in per_state:
@@ -531,8 +530,8 @@ def run_daily(
                 reachable_counts, unreachable = _count_by_reach(per_state, actions)
                 by_sc_rows = _planned_counts(conn, due, reachable_counts)
                 planned = sum(int(r[2]) for r in by_sc_rows)
-                bounds = _chunk_bounds(conn, chunk_size)
-                chunks = _Chunks(bounds, chunk_size, profile.planned_accounts)
+                chunks = _Chunks(_chunk_bounds(conn, chunk_size), chunk_size,
+                                 profile.planned_accounts)
                 step("plan")
             crash_point("planned")
             tasks = sum(int(n) for _, ch, n in by_sc_rows if ch in COLLECTOR_CHANNELS)
@@ -548,7 +547,8 @@ def run_daily(
                                              profile, chunks) if tasks else (0, 0))
                 step("assign")
 
-            inserted = _write_queue(ctx, conn, as_of, exp, due, bounds, assign, step, crash_point)
+            inserted = _write_queue(ctx, conn, as_of, exp, due, chunks.bounds, assign, step,
+                                    crash_point)
             assigned, pooled = outcome
             unassigned = tasks - assigned
         finally:
@@ -742,7 +742,7 @@ class _AccountProfile:
         acct = T_ACCT.name
         if conn.dialect.name == "sqlite":
             return cls(
-                [tuple(r) for r in conn.execute(text(
+                [(sid, st, int(reach or 0), int(n)) for sid, st, reach, n in conn.execute(text(
                     f"SELECT strategy_id, state, reach, COUNT(*) FROM {acct} "
                     "GROUP BY strategy_id, state, reach"))],
                 *(_in_order(tuple(r) for r in conn.execute(text(
@@ -750,21 +750,21 @@ class _AccountProfile:
                   for cols in ("zone_key, jurisdiction, reach", "language, bucket, agency_id")))
         keys = "strategy_id, state, zone_key, jurisdiction, reach, language, bucket, agency_id"
         rows = conn.execute(text(f"SELECT {keys}, COUNT(*) FROM {acct} GROUP BY {keys}")).all()
-        per_state: Counter[tuple[Any, ...]] = Counter()
+        per_state: Counter[tuple[str | None, str | None, int]] = Counter()
         for r in rows:
-            per_state[(r[0], r[1], r[4])] += int(r[8])
+            per_state[(r[0], r[1], int(r[4] or 0))] += int(r[8])
         return cls([(*k, n) for k, n in per_state.items()],
                    _in_order({(r[2], r[3], r[4]) for r in rows if r[1] is not None}),
                    _in_order({(r[5], r[6], r[7]) for r in rows if r[1] is not None}))
 
     @property
     def accounts(self) -> int:
-        return sum(int(n) for *_, n in self.per_state)
+        return sum(n for *_, n in self.per_state)
 
     @property
     def planned_accounts(self) -> int:
         """Those with a state, which the plan and the queue's chunks read."""
-        return sum(int(n) for _sid, st, _reach, n in self.per_state if st is not None)
+        return sum(n for _sid, st, _reach, n in self.per_state if st is not None)
 
 
 def _action_rows(as_of: date, strategies: Sequence[Strategy]) -> list[dict[str, Any]]:
@@ -1169,8 +1169,8 @@ def _rank_cuts(conn: Connection, due: _Due, groups: _TaskGroups, cap: int,
             + ("AND t.loan_id <= :hi " if upto else "")
             + f"AND a.channel IN {_sql_list(COLLECTOR_CHANNELS)} AND {due.where} GROUP BY 1, 2")
     per = max(1, chunks.size // 10)
-    # est[gid][tier][chunk]: the group's tasks of that tier in that chunk
-    est: dict[int, dict[int, dict[int, float]]] = {}
+    # est[gid][(tier, chunk)]: the group's tasks of that tier in that chunk
+    est: dict[int, dict[tuple[int, int], float]] = {}
     for c, lo in enumerate(["", *chunks.bounds]):  # "" is below every id; the last chunk may be empty
         size = chunks.size if c < len(chunks.bounds) else chunks.accounts - c * chunks.size
         if size <= 0:
@@ -1178,21 +1178,16 @@ def _rank_cuts(conn: Connection, due: _Due, groups: _TaskGroups, cap: int,
         hi = _nth_loan_after(conn, lo, per) if per < size else None
         scale = size / per if hi is not None else 1.0
         for gid, tier, n in conn.execute(count(hi is not None), {**groups.params, "lo": lo, "hi": hi}):
-            est.setdefault(int(gid), {}).setdefault(int(tier), {})[c] = int(n) * scale
+            est.setdefault(int(gid), {})[(int(tier), c)] = int(n) * scale
     want = cap * RANK_MARGIN
     cuts: dict[int, tuple[int, str | None]] = {}
-    for gid, tiers in est.items():
-        before = 0.0
-        for tier in sorted(tiers):
-            if before + sum(tiers[tier].values()) < want:
-                before += sum(tiers[tier].values())
-                continue
-            for c in sorted(tiers[tier]):
-                before += tiers[tier][c]
-                if before >= want:
-                    cuts[gid] = (tier, chunks.bounds[c] if c < len(chunks.bounds) else None)
-                    break
-            break
+    for gid, counts in est.items():
+        running = 0.0
+        for (tier, c), n in sorted(counts.items()):  # rank order: tier, then loan
+            running += n
+            if running >= want:
+                cuts[gid] = (tier, chunks.bounds[c] if c < len(chunks.bounds) else None)
+                break
     return cuts
 
 
@@ -1285,7 +1280,7 @@ _QUEUE_COLS = ("business_date, borrower_id, loan_id, strategy_id, arm, state, ac
 
 
 def _write_queue(ctx: Context, conn: Connection, as_of: date, exp: Experiment | None,
-                 due: _Due, bounds: list[str], assign: Callable[[], None],
+                 due: _Due, bounds: Sequence[str], assign: Callable[[], None],
                  step: Callable[[str, int, int], None], crash_point: Callable[[str], None]) -> int:
     """INSERT … SELECT the due actions, each chunk one committed transaction, skipping keys
     already written (a re-run; see ``_insert_chunk``).
