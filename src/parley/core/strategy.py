@@ -454,8 +454,9 @@ def action_decisions(
 
     Checks run in this order and the first that fails is the reason: day of week, then what
     the action needs on file (``REACH_NEEDED``), then the re-evaluation interval (due when
-    ``as_of - last >= reevaluate_every_days``), then the maximum per period (the window is the ``days`` days ending on ``as_of``, both ends
-    included, i.e. ``as_of - days < d <= as_of``). History is counted per action kind.
+    ``as_of - last >= reevaluate_every_days``), then the maximum per period (the window is the
+    ``days`` days ending on ``as_of``, both ends included, i.e. ``as_of - days < d <=
+    as_of``). History is counted per action kind.
     """
     out: list[ActionDecision] = []
     weekday = DAYS_OF_WEEK[as_of.weekday()]
@@ -1274,7 +1275,8 @@ def _hhmm(minutes: int) -> str:
 __all__ = [
     "ACTION_KINDS", "DAYS_OF_WEEK", "INTERVIEW_MODES", "DEFAULT_ENFORCEMENT_OFF_TAGS",
     "EMAIL", "PHONE", "REACH_ALL", "REACH_NEEDED", "STRATEGY_CHECKS", "AccountSnapshot",
-    "Action", "ActionDecision", "ActionHistory", "Arm", "Condition", "DpdGap", "Evaluation", "Experiment", "Finding",
+    "Action", "ActionDecision", "ActionHistory", "Arm", "Condition", "DpdGap", "Evaluation",
+    "Experiment", "Finding",
     "HourWindow", "MaxPerPeriod", "PredicateResult", "State", "StateMiss", "Strategy", "Timing",
     "action_decisions", "arm_ranges", "assign_arm", "check_strategy", "covers", "due_actions",
     "evaluate", "experiment_bucket", "parse_experiment", "parse_strategy",
