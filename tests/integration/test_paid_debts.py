@@ -82,6 +82,7 @@ def test_a_collector_cannot_call_about_a_debt_with_nothing_overdue(ctx: Context)
         c.execute(text("UPDATE loan SET oldest_unpaid_due_on = NULL WHERE id = 'B0-L1'"))
     refused = start_call(ctx, task.item_id, "C1")
     assert not refused.allowed and refused.url == "" and RULE in refused.reasons
+    assert refused.rules == (RULE,)  # the denying rule's id, as the decision log has it
     assert refused.next_allowed_at is None  # no time will do: only a new missed instalment
 
 

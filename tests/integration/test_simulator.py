@@ -103,6 +103,44 @@ def test_the_naive_counts_come_from_the_judge(sqlite_template: Path, tmp_path: P
     assert sum(seen["parley"].values()) == 0
 
 
+def test_a_complaint_about_one_message_does_not_reach_back_to_the_message_sent_with_it(
+        sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker sends a borrower's SMS and e-mail in one pass, at one instant. A complaint
+    about the SMS (and the complaint-investigation hold it brings) comes after both went
+    out, so the e-mail is not a contact under a hold. Found at 100,000 × 90, where a lawful
+    message's rare complaint made the judge count 14 such contacts against Parley; here
+    every borrower complains about the day's first contact, so it happens every morning."""
+    import shutil
+
+    from sqlalchemy import text
+
+    from parley.store.db import Database
+
+    real = engine.bh.complains
+
+    def first_contact_draws_a_complaint(dice, p, borrower_id, day, n, wrongs):  # type: ignore[no-untyped-def]
+        return n == 0 or real(dice, p, borrower_id, day, n, wrongs)
+
+    monkeypatch.setattr(engine.bh, "complains", first_contact_draws_a_complaint)
+    path = tmp_path / "complain.db"
+    shutil.copyfile(sqlite_template, path)
+    result = _simulate(f"sqlite:///{path}", SimConfig(borrowers=150, days=4, seed=7))
+    db = Database(f"sqlite:///{path}")
+    try:
+        with db.read() as conn:
+            together = conn.execute(text(
+                "SELECT COUNT(*) FROM hold h WHERE h.kind = 'complaint_investigation' AND "
+                "(SELECT COUNT(*) FROM contact_attempt a WHERE a.borrower_id = h.borrower_id "
+                "AND a.at = h.started_at AND a.channel IN ('sms', 'email')) >= 2")).scalar_one()
+    finally:
+        db.dispose()
+    assert together > 0  # the case arose: a hold placed at the instant of two messages
+    parley = result.summary["parley"]
+    assert parley["complaints"] > 0
+    for key in VIOLATION_KEYS:
+        assert parley[key] == 0, key
+
+
 def test_the_same_seed_gives_identical_json_across_processes(tmp_path: Path) -> None:
     """Run the CLI twice with different string-hash seeds: byte-identical output."""
     outputs = []

@@ -305,7 +305,7 @@ def test_a_call_task_gives_a_click_to_call_link_once_permitted_and_logs_the_outc
     (task,) = collector_queue(ctx, "C1")
     assert task.channel == "call" and task.target == "early-stage"
     started = start_call(ctx, task.item_id, "C1", ClickToCall("https://pbx.example/dial?to={to}&ref={key}"))
-    assert started.allowed
+    assert started.allowed and started.rules == ()
     assert started.url == f"https://pbx.example/dial?to={PHONE}&ref=queue%3A{task.item_id}%3A1"
     assert collector_queue(ctx, "C1") == []
     status = log_call_outcome(ctx, task.item_id, started.attempt_id, "no_answer", by="C1")

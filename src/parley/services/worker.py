@@ -539,7 +539,8 @@ def collector_queue(ctx: Context, collector_id: str, limit: int = 50,
 @dataclass(frozen=True, slots=True)
 class CallStart:
     """allowed: the gate's answer now; url: the click-to-call link (empty when denied);
-    attempt_id: the recorded attempt to log the outcome against; reasons: why not, if denied."""
+    attempt_id: the recorded attempt to log the outcome against; reasons: why not, if denied;
+    rules: the ids of the rules that denied it (what a screen or a report counts by)."""
 
     allowed: bool
     url: str
@@ -548,6 +549,7 @@ class CallStart:
     to_masked: str
     reasons: str
     next_allowed_at: datetime | None
+    rules: tuple[str, ...] = ()
 
 
 class _Collector(NamedTuple):
@@ -639,7 +641,7 @@ def start_call(ctx: Context, item_id: int, collector_id: str,
     url = click.url(to=to, item=item_id, key=key, collector=collector_id) if permit.allowed else ""
     return CallStart(permit.allowed, url, permit.attempt_id, permit.decision_id, permit.to_masked,
                      "" if permit.allowed else _reasons(permit.decision),
-                     permit.decision.next_allowed_at)
+                     permit.decision.next_allowed_at, permit.decision.rule_ids("deny"))
 
 
 RETRY_RESULTS = frozenset({"not_connected", "no_answer", "voicemail"})

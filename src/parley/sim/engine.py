@@ -833,8 +833,6 @@ class ParleyRun(Run):
         return Answer.of(permit.decision), ("permit", permit.attempt_id, cid)
 
     def _start_call(self, task: Task, req: ContactRequest, cid: str) -> tuple[Answer, Any]:
-        from sqlalchemy import text
-
         from parley.adapters.crypto import mask_phone
         from parley.errors import Conflict, InvalidInput, NotFound
         from parley.services.worker import start_call
@@ -844,11 +842,7 @@ class ParleyRun(Run):
         except (Conflict, NotFound, InvalidInput):
             return Answer(False, dropped=True), None
         if not start.allowed:
-            with self.ctx.db.read() as conn:
-                rules = tuple(r for (r,) in conn.execute(text(
-                    "SELECT rule_id FROM decision_reason WHERE audit_id = :a AND effect = 'deny' "
-                    "ORDER BY id"), {"a": start.decision_id}))
-            return Answer(False, rules, start.next_allowed_at), None
+            return Answer(False, start.rules, start.next_allowed_at), None
         if start.to_masked != mask_phone(req.to):
             raise RuntimeError(f"start_call dialled {start.to_masked}, the simulator expected "
                                f"{mask_phone(req.to)}")
@@ -953,7 +947,13 @@ class ParleyRun(Run):
         self.now(at)
 
     def _judge_sent(self, tick: datetime) -> None:
-        """Every message the worker sent, on the record and judged like any call."""
+        """Every message the worker sent, on the record and judged like any call.
+
+        All of a pass's messages are judged before anyone reacts to them: they went out
+        together, so a complaint about the first one (and the complaint-investigation hold it
+        brings) comes after the second was sent, not before it."""
+        from dataclasses import replace as _replace
+
         from sqlalchemy import select
 
         from parley.services.facts import screener
@@ -968,6 +968,7 @@ class ParleyRun(Run):
             rows = {int(r[0]): r for r in conn.execute(select(
                 ca.id, ca.borrower_id, ca.loan_id, ca.at, ca.to_index, ca.purpose, ca.channel)
                 .where(ca.id.in_(ids)))}
+        judged: list[tuple[Task, tuple[str, ...], Decision, datetime, str]] = []
         for m in sent:
             row = rows.get(int(m.reference)) if m.reference.isdigit() else None
             if row is None:
@@ -977,16 +978,14 @@ class ParleyRun(Run):
             to = self.number_of.get(to_index, m.to)  # e-mail: the address itself
             req = ContactRequest(at, Channel(channel), bid, Role.BORROWER, to, Purpose(purpose),
                                  loan_id, text=m.body)
-            facts = self.facts(ls.borrower, 0, at)
-            from dataclasses import replace as _replace
-
-            facts = _replace(facts, content=screener().screen(m.body))
+            facts = _replace(self.facts(ls.borrower, 0, at), content=screener().screen(m.body))
             verdict = decide(req, facts, self.pack)
-            found = wrongs(verdict, self.pack)
-            st = self.state[bid]
-            self.remember(st, ContactRecord(at, Channel(channel), bid, Role.BORROWER, to, loan_id,
-                                            None, Purpose(purpose)))
-            self._count(Task(ls.borrower, ls), None, found, verdict, at, channel=str(channel))
+            self.remember(self.state[bid], ContactRecord(at, Channel(channel), bid, Role.BORROWER,
+                                                         to, loan_id, None, Purpose(purpose)))
+            judged.append((Task(ls.borrower, ls), wrongs(verdict, self.pack), verdict, at,
+                           str(channel)))
+        for task, found, verdict, at, channel in judged:
+            self._count(task, None, found, verdict, at, channel=channel)
 
     def sync_plans(self, day: date) -> None:
         """Follow what the agreements service recorded (the daily run reviews agreements
