@@ -297,6 +297,27 @@ def test_accounts_under_an_agreement_or_hold_get_no_action(ctx: Context) -> None
     assert set(by_loan(ctx)) == {"LB0000002"}
 
 
+def test_an_agreement_accepted_while_the_accounts_load_switches_its_account_off(
+        pg_ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The accounts are loaded, then checked again against the live agreements and holds:
+    one committed in between (by another connection, as the agreements service would) gets
+    no state and no item. PostgreSQL only: each of its statements sees what has committed,
+    while SQLite's planning transaction reads one snapshot (there the gate is the check)."""
+    import parley.services.daily_run as dr
+
+    seed_accounts(pg_ctx, 3, MONDAY, dpd=lambda i: 10)
+    real = dr._load_accounts
+
+    def load_then_accept(*args, **kwargs):  # type: ignore[no-untyped-def]
+        real(*args, **kwargs)
+        add_agreement(pg_ctx, "LB0000001", "B0000001", "active")
+
+    monkeypatch.setattr(dr, "_load_accounts", load_then_accept)
+    report = run_daily(pg_ctx, MONDAY)
+    assert report.by_state == {"enforcement_off": 1, "m1_late": 2}
+    assert set(by_loan(pg_ctx)) == {"LB0000000", "LB0000002"}
+
+
 def test_an_ended_hold_and_a_broken_agreement_no_longer_switch_enforcement_off(ctx: Context) -> None:
     seed_accounts(ctx, 2, MONDAY, dpd=lambda i: 10)
     add_agreement(ctx, "LB0000000", "B0000000", "broken")

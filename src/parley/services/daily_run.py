@@ -47,11 +47,12 @@ SQLite and PostgreSQL, never a Python loop per account:
    writes none.
 
 Accounts under an active agreement or hold get no state and no action (the strategy's
-enforcement-off tags), and once the accounts are loaded they are checked
-again against the live agreements and holds, so one activated while the run computed gets
-nothing either. One activated while the queue is being written may still get items in later
-chunks; the gate refuses them at send time (an agreement cancels only the items queued
-before it).
+enforcement-off tags), and once the accounts are loaded they are checked again against the
+live agreements and holds, so on PostgreSQL one activated while they loaded gets nothing
+either (SQLite's planning transaction reads one snapshot, so there the check finds only what
+the load saw). One activated later, while the actions and the plan are computed or the queue
+is written (about 10 s of a million-account run), may still get items; the gate refuses them
+at send time (an agreement cancels only the items queued before it).
 """
 
 from __future__ import annotations
@@ -953,8 +954,9 @@ def _notice_cutoff(ctx: Context, conn: Connection, as_of: date) -> Any:
 
 
 def _recheck_off(ctx: Context, conn: Connection, as_of: date) -> None:
-    """Switch off accounts that came under an agreement or hold while the run computed (the
-    tables are small; the gate re-checks at send time in any case)."""
+    """Switch off accounts that came under an agreement or hold while the accounts loaded
+    (PostgreSQL; see the module docstring. The tables are small; the gate re-checks at send
+    time in any case)."""
     # one IN list of loan ids, so the update is driven by the (small) list through the key
     conn.execute(text(
         f"UPDATE {T_ACCT.name} SET state = NULL WHERE loan_id IN ("
