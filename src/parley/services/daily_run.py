@@ -1165,11 +1165,12 @@ def _rank_cuts(conn: Connection, due: _Due, groups: _TaskGroups, cap: int,
     one or two chunks: the whole ranking is small."""
     if len(chunks.bounds) < 2:
         return {}
-    def count(upto: bool) -> Any:  # a plain range for the index: no "or no upper bound"
-        return text(
-            f"SELECT {groups.sql}, a.tier, COUNT(*) {due.from_} WHERE t.loan_id > :lo "
-            + ("AND t.loan_id <= :hi " if upto else "")
-            + f"AND a.channel IN {_sql_list(COLLECTOR_CHANNELS)} AND {due.where} GROUP BY 1, 2")
+    # By upper bound or not: a plain range for the index, no "or no upper bound".
+    count = {upto: text(
+        f"SELECT {groups.sql}, a.tier, COUNT(*) {due.from_} WHERE t.loan_id > :lo "
+        + ("AND t.loan_id <= :hi " if upto else "")
+        + f"AND a.channel IN {_sql_list(COLLECTOR_CHANNELS)} AND {due.where} GROUP BY 1, 2")
+        for upto in (True, False)}
     per = max(1, chunks.size // 10)
     # est[gid][(tier, chunk)]: the group's tasks of that tier in that chunk
     est: dict[int, dict[tuple[int, int], float]] = {}
@@ -1179,7 +1180,7 @@ def _rank_cuts(conn: Connection, due: _Due, groups: _TaskGroups, cap: int,
             break
         hi = _nth_loan_after(conn, lo, per) if per < size else None
         scale = size / per if hi is not None else 1.0
-        for gid, tier, n in conn.execute(count(hi is not None), {**groups.params, "lo": lo, "hi": hi}):
+        for gid, tier, n in conn.execute(count[hi is not None], {**groups.params, "lo": lo, "hi": hi}):
             est.setdefault(int(gid), {})[(int(tier), c)] = int(n) * scale
     want = cap * RANK_MARGIN
     cuts: dict[int, tuple[int, str | None]] = {}
