@@ -50,9 +50,10 @@ Accounts under an active agreement or hold get no state and no action (the strat
 enforcement-off tags), and once the accounts are loaded they are checked again against the
 live agreements and holds, so on PostgreSQL one activated while they loaded gets nothing
 either (SQLite's planning transaction reads one snapshot, so there the check finds only what
-the load saw). One activated later, while the actions and the plan are computed or the queue
-is written (about 10 s of a million-account run), may still get items; the gate refuses them
-at send time (an agreement cancels only the items queued before it).
+the load saw). One activated later, while the actions and the plan are computed (a tenth of a
+second at a million accounts) or the queue is written and the tasks assigned (about 7 s),
+may still get items; the gate refuses them at send time (an agreement cancels only the items
+queued before it).
 """
 
 from __future__ import annotations
